@@ -1,0 +1,5 @@
+"""python -m pipeline == aigw-feedback."""
+
+from pipeline.cli import main
+
+main()

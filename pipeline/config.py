@@ -1,0 +1,502 @@
+"""Job files (TOML) -> frozen dataclasses. The only module that reads environment variables.
+
+A job file has these sections, all optional except ``[gateway]``::
+
+    name = "nightly"                      # default: the file's stem
+    [gateway]  account_id, gateway_id, base_url, token_env, token_file
+    [store]    data_dir
+    [window]   default, lag
+    [budget]   requests_per_period, period_seconds, headroom, concurrency,
+               max_requests, max_duration, shared_state
+    [extract]  filters = [{key, operator, value}], per_page
+    [labels.csv]        enabled, inbox, join_key
+    [[labels.rules]]    name, when, feedback, score, reason
+    [labels.external]   enabled, name, command, timeout, send, sample_size
+    [load]     precedence, overwrite_existing, stamp_metadata
+    [verify]   enabled, recheck_wait, recheck_attempts
+
+Unknown keys are an error naming the key and the file. ``${VAR}`` in any string expands from the
+environment. The API token never lives in the file: it comes from the variable named by
+``gateway.token_env`` (default ``CLOUDFLARE_API_TOKEN``) or from ``gateway.token_file``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+SOURCES = ("csv", "external", "rules")
+FILTER_OPERATORS = ("eq", "neq", "contains", "lt", "gt")
+
+
+class Secret:
+    """A string that never shows itself in repr, str, logs or exceptions."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    account_id: str
+    gateway_id: str
+    base_url: str = DEFAULT_BASE_URL
+    token_env: str = "CLOUDFLARE_API_TOKEN"
+    token_file: Path | None = None
+    token: Secret | None = field(default=None, repr=False, compare=False)
+
+    def require_token(self) -> Secret:
+        if self.token is None:
+            where = f" or put it in {self.token_file}" if self.token_file else ""
+            raise ConfigError(
+                f"no API token: set the environment variable {self.token_env}{where}. "
+                "The token needs AI Gateway Read, and Edit to write feedback."
+            )
+        return self.token
+
+    @property
+    def logs_path(self) -> str:
+        return f"/accounts/{self.account_id}/ai-gateway/gateways/{self.gateway_id}/logs"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    data_dir: Path = Path("data")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    default: str = "yesterday"
+    lag_seconds: float = 900.0  # logs can become visible a little late; wait this long past a day
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    requests_per_period: int = 1200
+    period_seconds: float = 300.0
+    headroom: float = 0.9
+    concurrency: int = 4
+    max_requests: int | None = None
+    max_duration_seconds: float | None = None
+    shared_state: Path | None = None  # SQLite file shared by every process using the same token
+
+    @property
+    def rate_per_second(self) -> float:
+        return self.requests_per_period * self.headroom / self.period_seconds
+
+
+@dataclass(frozen=True)
+class ApiFilter:
+    key: str
+    operator: str
+    value: tuple[str | int | float | bool, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "operator": self.operator, "value": list(self.value)}
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    filters: tuple[ApiFilter, ...] = ()
+    per_page: int = 50
+
+
+@dataclass(frozen=True)
+class CsvLabelsConfig:
+    enabled: bool = True
+    inbox: Path = Path("labels/inbox")
+    join_key: str = "log_id"  # or a metadata key, e.g. "request_id"
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    name: str
+    when: str
+    feedback: int | str | None = None  # constant -1/1 or an SQL expression
+    score: float | str | None = None  # constant 0..100 or an SQL expression
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ExternalLabelerConfig:
+    enabled: bool = False
+    name: str = "external"
+    command: tuple[str, ...] = ()
+    timeout_seconds: float = 600.0
+    send: str = "all"  # all | unlabeled | sample
+    sample_size: int = 1000
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    csv: CsvLabelsConfig = CsvLabelsConfig()
+    rules: tuple[RuleConfig, ...] = ()
+    external: ExternalLabelerConfig = ExternalLabelerConfig()
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    precedence: tuple[str, ...] = SOURCES
+    overwrite_existing: tuple[str, ...] = ("csv",)  # sources whose labels replace existing feedback
+    stamp_metadata: bool = False
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    enabled: bool = True
+    recheck_wait_seconds: float = 5.0
+    recheck_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    name: str
+    path: Path
+    gateway: GatewayConfig
+    store: StoreConfig = StoreConfig()
+    window: WindowConfig = WindowConfig()
+    budget: BudgetConfig = BudgetConfig()
+    extract: ExtractConfig = ExtractConfig()
+    labels: LabelsConfig = LabelsConfig()
+    load: LoadConfig = LoadConfig()
+    verify: VerifyConfig = VerifyConfig()
+
+    def with_overrides(
+        self,
+        *,
+        data_dir: Path | None = None,
+        base_url: str | None = None,
+        max_requests: int | None = None,
+        max_duration_seconds: float | None = None,
+    ) -> JobConfig:
+        """The same job with command-line overrides applied."""
+        job = self
+        if data_dir is not None:
+            job = dataclasses.replace(job, store=StoreConfig(data_dir=data_dir))
+        if base_url is not None:
+            job = dataclasses.replace(
+                job, gateway=dataclasses.replace(job.gateway, base_url=base_url)
+            )
+        if max_requests is not None:
+            job = dataclasses.replace(
+                job, budget=dataclasses.replace(job.budget, max_requests=max_requests)
+            )
+        if max_duration_seconds is not None:
+            job = dataclasses.replace(
+                job,
+                budget=dataclasses.replace(job.budget, max_duration_seconds=max_duration_seconds),
+            )
+        return job
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """'90s', '15m', '2h', '1d', '250ms' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative: {value!r}")
+        return float(value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (try '90s', '15m', '2h' or '1d')")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a job file
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Section:
+    """Typed access to one TOML table; every key read is marked, the rest are unknown keys."""
+
+    def __init__(self, data: Mapping[str, Any], prefix: str, path: Path) -> None:
+        self._data = data
+        self._prefix = prefix
+        self._path = path
+        self._seen: set[str] = set()
+
+    def _key(self, name: str) -> str:
+        return f"{self._prefix}.{name}" if self._prefix else name
+
+    def error(self, name: str, message: str) -> ConfigError:
+        return ConfigError(message, path=self._path, key=self._key(name))
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        self._seen.add(name)
+        if name not in self._data:
+            return default
+        value = self._data[name]
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            raise self.error(name, f"expected a number, got {value!r}")
+        if not isinstance(value, kind):
+            names = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
+            raise self.error(name, f"expected {names}, got {type(value).__name__} {value!r}")
+        return value
+
+    def require(self, name: str, kind: type | tuple[type, ...]) -> Any:
+        if name not in self._data:
+            self._seen.add(name)
+            raise self.error(name, "is required")
+        return self.get(name, kind)
+
+    def duration(self, name: str, default: float | None) -> float | None:
+        raw = self.get(name, (str, int, float))
+        if raw is None:
+            return default
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            raise self.error(name, str(exc)) from None
+
+    def section(self, name: str) -> _Section:
+        raw = self.get(name, dict, {})
+        return _Section(raw, self._key(name), self._path)
+
+    def sections(self, name: str) -> list[_Section]:
+        raw = self.get(name, list, [])
+        out = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise self.error(name, f"entry {i + 1} must be a table")
+            out.append(_Section(item, f"{self._key(name)}[{i + 1}]", self._path))
+        return out
+
+    def check_unknown(self) -> None:
+        unknown = sorted(set(self._data) - self._seen)
+        if unknown:
+            known = ", ".join(sorted(self._seen)) or "none"
+            raise self.error(unknown[0], f"unknown key (known keys here: {known})")
+
+
+def _expand(value: Any, env: Mapping[str, str], path: Path, key: str) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(
+                    f"${{{name}}} is used but the environment variable {name} is not set",
+                    path=path,
+                    key=key,
+                )
+            return env[name]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, env, path, f"{key}.{k}" if key else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, path, key) for v in value]
+    return value
+
+
+def load_job(path: str | Path, env: Mapping[str, str] | None = None) -> JobConfig:
+    """Read and validate a job file. Raises ConfigError naming the file and the key."""
+    path = Path(path)
+    env = os.environ if env is None else env
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("job file not found", path=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=path) from None
+    raw = _expand(raw, env, path, "")
+    return _build(raw, path, env)
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
+def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig:
+    top = _Section(raw, "", path)
+    name = top.get("name", str, path.stem)
+
+    gw = top.section("gateway")
+    account_id = gw.get("account_id", str, env.get("CLOUDFLARE_ACCOUNT_ID"))
+    if not account_id:
+        raise gw.error("account_id", "is required (or set CLOUDFLARE_ACCOUNT_ID)")
+    gateway_id = gw.require("gateway_id", str)
+    if not re.fullmatch(r"[a-z0-9_-]{1,64}", gateway_id):
+        raise gw.error("gateway_id", "must be 1-64 characters of a-z, 0-9, '_' and '-'")
+    token_env = gw.get("token_env", str, "CLOUDFLARE_API_TOKEN")
+    token_file = _optional_path(gw.get("token_file", str))
+    token_value = env.get(token_env)
+    if not token_value and token_file is not None:
+        try:
+            token_value = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise gw.error("token_file", f"cannot read the token file: {exc.strerror}") from None
+    gateway = GatewayConfig(
+        account_id=account_id,
+        gateway_id=gateway_id,
+        base_url=gw.get("base_url", str, DEFAULT_BASE_URL).rstrip("/"),
+        token_env=token_env,
+        token_file=token_file,
+        token=Secret(token_value) if token_value else None,
+    )
+    gw.check_unknown()
+
+    st = top.section("store")
+    store = StoreConfig(data_dir=Path(st.get("data_dir", str, "data")).expanduser())
+    st.check_unknown()
+
+    wn = top.section("window")
+    window = WindowConfig(
+        default=wn.get("default", str, "yesterday"),
+        lag_seconds=wn.duration("lag", 900.0) or 0.0,
+    )
+    wn.check_unknown()
+
+    bd = top.section("budget")
+    budget = BudgetConfig(
+        requests_per_period=bd.get("requests_per_period", int, 1200),
+        period_seconds=bd.duration("period", 300.0) or 300.0,
+        headroom=float(bd.get("headroom", (int, float), 0.9)),
+        concurrency=bd.get("concurrency", int, 4),
+        max_requests=bd.get("max_requests", int),
+        max_duration_seconds=bd.duration("max_duration", None),
+        shared_state=_optional_path(bd.get("shared_state", str)),
+    )
+    if budget.requests_per_period < 1:
+        raise bd.error("requests_per_period", "must be at least 1")
+    if not 0 < budget.headroom <= 1:
+        raise bd.error("headroom", "must be in (0, 1]")
+    if budget.concurrency < 1:
+        raise bd.error("concurrency", "must be at least 1")
+    bd.check_unknown()
+
+    ex = top.section("extract")
+    filters = []
+    for f in ex.sections("filters"):
+        key = f.require("key", str)
+        operator = f.require("operator", str)
+        if operator not in FILTER_OPERATORS:
+            raise f.error("operator", f"must be one of {', '.join(FILTER_OPERATORS)}")
+        value = f.require("value", (list, str, int, float, bool))
+        values = tuple(value) if isinstance(value, list) else (value,)
+        filters.append(ApiFilter(key=key, operator=operator, value=values))
+        f.check_unknown()
+    per_page = ex.get("per_page", int, 50)
+    if not 1 <= per_page <= 50:
+        raise ex.error("per_page", "must be 1..50 (the API's limit)")
+    extract = ExtractConfig(filters=tuple(filters), per_page=per_page)
+    ex.check_unknown()
+
+    lb = top.section("labels")
+    cs = lb.section("csv")
+    csv = CsvLabelsConfig(
+        enabled=cs.get("enabled", bool, True),
+        inbox=Path(cs.get("inbox", str, "labels/inbox")).expanduser(),
+        join_key=cs.get("join_key", str, "log_id"),
+    )
+    cs.check_unknown()
+    rules = []
+    for r in lb.sections("rules"):
+        rule = RuleConfig(
+            name=r.require("name", str),
+            when=r.require("when", str),
+            feedback=r.get("feedback", (int, str)),
+            score=r.get("score", (int, float, str)),
+            reason=r.get("reason", str, ""),
+        )
+        if rule.feedback is None and rule.score is None:
+            raise r.error("feedback", f"rule '{rule.name}' needs feedback or score (or both)")
+        if isinstance(rule.feedback, int) and rule.feedback not in (-1, 1):
+            raise r.error("feedback", "must be -1 or 1 (or an SQL expression giving one)")
+        if isinstance(rule.score, int | float) and not 0 <= rule.score <= 100:
+            raise r.error("score", "must be 0..100 (or an SQL expression giving one)")
+        r.check_unknown()
+        rules.append(rule)
+    names = [r.name for r in rules]
+    if len(set(names)) != len(names):
+        raise lb.error("rules", "rule names must be unique")
+    xt = lb.section("external")
+    command = xt.get("command", list, [])
+    if not all(isinstance(c, str) for c in command):
+        raise xt.error("command", "must be a list of strings (argv)")
+    external = ExternalLabelerConfig(
+        enabled=xt.get("enabled", bool, bool(command)),
+        name=xt.get("name", str, "external"),
+        command=tuple(command),
+        timeout_seconds=xt.duration("timeout", 600.0) or 600.0,
+        send=xt.get("send", str, "all"),
+        sample_size=xt.get("sample_size", int, 1000),
+    )
+    if external.send not in ("all", "unlabeled", "sample"):
+        raise xt.error("send", "must be 'all', 'unlabeled' or 'sample'")
+    if external.enabled and not external.command:
+        raise xt.error("command", "is required when the external labeler is enabled")
+    xt.check_unknown()
+    lb.check_unknown()
+    labels = LabelsConfig(csv=csv, rules=tuple(rules), external=external)
+
+    ld = top.section("load")
+    precedence = tuple(ld.get("precedence", list, list(SOURCES)))
+    overwrite = tuple(ld.get("overwrite_existing", list, ["csv"]))
+    for key, values in (("precedence", precedence), ("overwrite_existing", overwrite)):
+        bad = [v for v in values if v not in SOURCES]
+        if bad:
+            raise ld.error(key, f"unknown source {bad[0]!r}; sources are {', '.join(SOURCES)}")
+    load = LoadConfig(
+        precedence=precedence,
+        overwrite_existing=overwrite,
+        stamp_metadata=ld.get("stamp_metadata", bool, False),
+    )
+    ld.check_unknown()
+
+    vf = top.section("verify")
+    verify = VerifyConfig(
+        enabled=vf.get("enabled", bool, True),
+        recheck_wait_seconds=vf.duration("recheck_wait", 5.0) or 0.0,
+        recheck_attempts=vf.get("recheck_attempts", int, 3),
+    )
+    vf.check_unknown()
+    top.check_unknown()
+
+    return JobConfig(
+        name=name,
+        path=path,
+        gateway=gateway,
+        store=store,
+        window=window,
+        budget=budget,
+        extract=extract,
+        labels=labels,
+        load=load,
+        verify=verify,
+    )

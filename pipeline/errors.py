@@ -1,0 +1,104 @@
+"""One exception tree for the whole pipeline. Only the CLI turns these into messages and exit codes.
+
+    PipelineError                    root: everything the pipeline raises on purpose
+    ├── UsageError                   bad arguments or job file (exit 2)
+    │   └── ConfigError              a job file key or value is wrong; names the key and the file
+    ├── AuthError                    403 / bad token: the token lacks a permission (exit 3)
+    ├── LockHeldError                another run holds the job's lock (exit 4)
+    ├── ApiError                     the Logs API answered with an error
+    │   ├── BadRequestError          400: the API's own message
+    │   ├── NotFoundError            404 code 7002
+    │   └── RetriableError           worth another attempt
+    │       ├── RateLimitedError     429 code 971; carries retry_after seconds
+    │       ├── ServerError          5xx
+    │       └── TransportError       connection dropped, timeout, DNS...
+    ├── InputError                   a data file or labeler output cannot be used at all
+    ├── StageError                   a stage's input is missing (e.g. label before extract)
+    └── BudgetExhausted              the run's max_requests / max_duration is used up: stop cleanly,
+                                     the rest stays pending for the next run
+
+Messages say what happened, to what, and what to do next. None ever contains the API token.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Root of every error the pipeline raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(PipelineError):
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A job file is wrong. The message names the file and the key."""
+
+    def __init__(self, message: str, *, path: object = None, key: str | None = None) -> None:
+        where = ""
+        if path is not None and key:
+            where = f"{path}: key '{key}': "
+        elif path is not None:
+            where = f"{path}: "
+        elif key:
+            where = f"key '{key}': "
+        super().__init__(where + message)
+        self.path = path
+        self.key = key
+
+
+class AuthError(PipelineError):
+    exit_code = 3
+
+
+class LockHeldError(PipelineError):
+    exit_code = 4
+
+
+class ApiError(PipelineError):
+    """The Logs API answered with an error."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class BadRequestError(ApiError):
+    pass
+
+
+class NotFoundError(ApiError):
+    pass
+
+
+class RetriableError(ApiError):
+    """A retry may succeed."""
+
+
+class RateLimitedError(RetriableError):
+    def __init__(self, message: str, *, retry_after: float, status: int = 429) -> None:
+        super().__init__(message, status=status, code=971)
+        self.retry_after = retry_after
+
+
+class ServerError(RetriableError):
+    pass
+
+
+class TransportError(RetriableError):
+    pass
+
+
+class InputError(PipelineError):
+    """A data file or a labeler's output cannot be used at all."""
+
+
+class StageError(PipelineError):
+    """A stage cannot start: what it needs from an earlier stage is missing."""
+
+
+class BudgetExhausted(PipelineError):
+    """The run's request or time cap is reached. Not a failure: the rest stays pending."""

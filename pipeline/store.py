@@ -1,0 +1,238 @@
+"""Where everything lives in the data dir, atomic writes, and the state database.
+
+    <data_dir>/
+      logs/gateway=<id>/date=YYYY-MM-DD/part-0.parquet   extract output (Hive-partitioned)
+      runs/<run_id>/run.json                             the run's identity: job, window
+      runs/<run_id>/labels.parquet, plan.parquet, ...    stage hand-overs (see RunPaths)
+      state.sqlite                                       journal, runs, watermarks, locks (WAL)
+
+Every stage reads and writes through these helpers, so moving the data dir to object storage or the
+state to a shared database stays a change to this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import StageError
+from pipeline.window import Window
+
+STATE_FILE = "state.sqlite"
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
+    """Write a Parquet file under a temporary name in the same folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(data: Any, path: Path) -> Path:
+    return write_text_atomic(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Logs (extract output)
+
+
+def logs_root(data_dir: Path, gateway_id: str) -> Path:
+    return data_dir / "logs" / f"gateway={gateway_id}"
+
+
+def partition_dir(data_dir: Path, gateway_id: str, day: date) -> Path:
+    return logs_root(data_dir, gateway_id) / f"date={day.isoformat()}"
+
+
+def replace_partition(partition: Path, staged: Path) -> None:
+    """Swap a fully written staging folder in for a partition folder (rename, not copy)."""
+    partition.parent.mkdir(parents=True, exist_ok=True)
+    old = partition.with_name(f".{partition.name}.old-{secrets.token_hex(4)}")
+    if partition.exists():
+        os.replace(partition, old)
+    os.replace(staged, partition)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def log_files(data_dir: Path, gateway_id: str, days: list[date] | None = None) -> list[Path]:
+    """The Parquet files of the given days (all days if None) that exist."""
+    root = logs_root(data_dir, gateway_id)
+    if days is None:
+        return sorted(root.glob("date=*/*.parquet"))
+    files: list[Path] = []
+    for day in days:
+        files.extend(sorted(partition_dir(data_dir, gateway_id, day).glob("*.parquet")))
+    return files
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def info(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels.parquet"
+
+    @property
+    def chosen(self) -> Path:
+        """The combined label per log, chosen by precedence."""
+        return self.root / "chosen.parquet"
+
+    @property
+    def label_analysis(self) -> Path:
+        return self.root / "label_analysis.json"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan.parquet"
+
+    @property
+    def verify(self) -> Path:
+        return self.root / "verify.parquet"
+
+    def report(self, fmt: str) -> Path:
+        return self.root / f"report.{fmt}"
+
+    def stage_result(self, stage: str) -> Path:
+        """Each stage's result object, as JSON, for the report and for resumed runs."""
+        return self.root / f"{stage}.result.json"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    job: str
+    gateway_id: str
+    window: Window
+    created_at: datetime
+    paths: RunPaths
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "job": self.job,
+            "gateway_id": self.gateway_id,
+            "window": {"start": _iso(self.window.start), "end": _iso(self.window.end)},
+            "created_at": _iso(self.created_at),
+        }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def runs_dir(data_dir: Path) -> Path:
+    return data_dir / "runs"
+
+
+def new_run_id(job: str, now: datetime) -> str:
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{job}-{secrets.token_hex(2)}"
+
+
+def create_run(
+    data_dir: Path, job: str, gateway_id: str, window: Window, now: datetime | None = None
+) -> RunInfo:
+    """A new run folder with its run.json."""
+    now = now or datetime.now(UTC)
+    run_id = new_run_id(job, now)
+    paths = RunPaths(runs_dir(data_dir) / run_id)
+    info = RunInfo(run_id, job, gateway_id, window, now, paths)
+    paths.root.mkdir(parents=True, exist_ok=False)
+    write_json_atomic(info.to_json(), paths.info)
+    return info
+
+
+def open_run(data_dir: Path, run_id: str) -> RunInfo:
+    """An existing run, or StageError saying how to list runs."""
+    paths = RunPaths(runs_dir(data_dir) / run_id)
+    try:
+        raw = json.loads(paths.info.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StageError(
+            f"no run {run_id!r} in {data_dir}; `aigw-feedback runs --data-dir {data_dir}` lists them"
+        ) from None
+    window = Window(_parse_iso(raw["window"]["start"]), _parse_iso(raw["window"]["end"]))
+    return RunInfo(
+        run_id=raw["run_id"],
+        job=raw["job"],
+        gateway_id=raw["gateway_id"],
+        window=window,
+        created_at=_parse_iso(raw["created_at"]),
+        paths=paths,
+    )
+
+
+def require(path: Path, stage: str, run_id: str) -> Path:
+    """A hand-over file from an earlier stage, or StageError naming the stage to run first."""
+    if not path.exists():
+        raise StageError(
+            f"run {run_id} has no {path.name} yet: run `aigw-feedback {stage}` for it first"
+        )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# State database
+
+
+@contextmanager
+def state_db(data_dir: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to state.sqlite in WAL mode. Modules create their own tables on first use."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(data_dir / STATE_FILE, timeout=30.0, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        yield conn
+    finally:
+        conn.close()
