@@ -90,7 +90,7 @@ def test_token_from_env_or_file_never_shown(tmp_path: Path) -> None:
 def test_missing_token_says_which_variable_to_set(tmp_path: Path) -> None:
     """Without a token the error names the variable and the permissions needed."""
     job = load_job(write(tmp_path, MINIMAL + 'token_env = "MY_TOKEN"\n'), env={})
-    with pytest.raises(ConfigError, match="MY_TOKEN.*AI Gateway Read"):
+    with pytest.raises(ConfigError, match=r"MY_TOKEN.*AI Gateway Read"):
         job.gateway.require_token()
 
 
@@ -102,7 +102,7 @@ def test_missing_token_says_which_variable_to_set(tmp_path: Path) -> None:
         ('[[extract.filters]]\nkey = "model"\noperator = "gte"\nvalue = ["x"]', "operator"),
         ('[[labels.rules]]\nname = "r"\nwhen = "success"', "labels.rules[1].feedback"),
         ('[[labels.rules]]\nname = "r"\nwhen = "x"\nfeedback = 0', "labels.rules[1].feedback"),
-        ('[labels.external]\nenabled = true', "labels.external.command"),
+        ("[labels.external]\nenabled = true", "labels.external.command"),
         ('[window]\nlag = "soon"', "window.lag"),
         ("[budget]\nheadroom = 1.5", "budget.headroom"),
     ],
