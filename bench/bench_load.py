@@ -1,0 +1,302 @@
+"""Load benchmark: the whole pipeline against Cloudflare's SDK loop, and PATCH throughput vs budget.
+
+Both parts use the same emulator settings: the rate limit scaled down to 60 requests per 3 s (so a
+minute here is five minutes of a real token's budget at 15x speed... in requests per second: 20/s
+instead of 4/s), 30 ms latency, served over real HTTP on loopback (each side its own emulator, the
+same generated logs).
+
+1. Side by side, one day of logs labeled by two rules (failed requests -1, fast answers +1):
+   - the pipeline: ``run_job`` = extract -> label -> plan -> load -> verify -> report;
+   - the baseline, written the way Cloudflare's guide suggests with the official ``cloudflare``
+     SDK: list the window's logs (auto-paging), apply the same rules in Python, then for each label
+     ``client.ai_gateway.logs.edit(...)`` followed by ``.get(...)`` to check it, sequentially.
+   Printed: wall time, requests per label, 429s, labels lost, and the ratios.
+2. Throughput: ``--changes`` planned PATCHes loaded by ``pipeline.load``: PATCH/s against the
+   budget (60/3 s x headroom 0.9 = 18/s) and against the server's limit (20/s). Goal >= 0.9.
+
+    .venv/bin/python bench/bench_load.py [--logs 1200] [--changes 2000] [--skip-baseline]
+
+Bounded: part 1 takes about a minute with the defaults, part 2 about --changes / 18 seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline import store  # noqa: E402
+from pipeline.config import JobConfig, load_job  # noqa: E402
+from pipeline.emulator.seed import generate_logs  # noqa: E402
+from pipeline.emulator.server import RunningEmulator, running_emulator  # noqa: E402
+from pipeline.emulator.settings import EmulatorSettings  # noqa: E402
+from pipeline.gateway import open_client  # noqa: E402
+from pipeline.load import load  # noqa: E402
+from pipeline.plan import plan  # noqa: E402
+from pipeline.run import run_job  # noqa: E402
+from pipeline.window import Window  # noqa: E402
+
+LIMIT, WINDOW_S, LATENCY_MS = 60, 3.0, 30.0
+DAY = Window(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC))
+FAST_MS = 1000
+
+RULES = f"""
+[labels.csv]
+enabled = false
+[[labels.rules]]
+name = "failed-request"
+when = "NOT success"
+feedback = -1
+reason = "the request failed"
+[[labels.rules]]
+name = "fast-answer"
+when = "success AND duration < {FAST_MS}"
+feedback = 1
+reason = "fast answer"
+"""
+
+
+def settings() -> EmulatorSettings:
+    return EmulatorSettings(
+        rate_limit_requests=LIMIT, rate_limit_window=WINDOW_S, latency_ms=LATENCY_MS
+    )
+
+
+def day_logs(n: int, seed: int = 42) -> list[dict[str, Any]]:
+    """One day of generated logs, none with feedback yet (so both sides write the same labels)."""
+    logs = generate_logs(n, seed=seed, start=DAY.start, end=DAY.end)
+    for log in logs:
+        log["feedback"], log["score"] = None, None
+    return logs
+
+
+def make_job(tmp: Path, emu: RunningEmulator, extra: str = "") -> JobConfig:
+    path = tmp / "job.toml"
+    path.write_text(
+        f'name = "bench"\n[gateway]\naccount_id = "{emu.account_id}"\n'
+        f'gateway_id = "{emu.gateway_id}"\nbase_url = "{emu.base_url}"\n'
+        f'[store]\ndata_dir = "{tmp / "data"}"\n'
+        f'[budget]\nrequests_per_period = {LIMIT}\nperiod = "{WINDOW_S:g}s"\nconcurrency = 4\n'
+        f'shared_state = "{tmp / "budget.sqlite"}"\n'
+        f'[verify]\nrecheck_wait = "1s"\n{extra}',
+        encoding="utf-8",
+    )
+    return load_job(path, env={"CLOUDFLARE_API_TOKEN": emu.edit_token})
+
+
+def stats(emu: RunningEmulator) -> dict[str, Any]:
+    data: dict[str, Any] = httpx.get(f"{emu.admin_url}/stats").json()
+    return data
+
+
+@dataclass
+class Side:
+    name: str
+    seconds: float
+    labels: int
+    written: int
+    requests: int
+    rate_limited: int
+    lost: int
+
+    @property
+    def per_label(self) -> float:
+        return self.requests / self.labels if self.labels else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 1
+
+
+def pipeline_side(logs: list[dict[str, Any]]) -> Side:
+    with tempfile.TemporaryDirectory() as tmp, running_emulator(settings(), logs=logs) as emu:
+        job = make_job(Path(tmp), emu, RULES)
+        t0 = time.perf_counter()
+        result = asyncio.run(run_job(job, window=DAY))
+        seconds = time.perf_counter() - t0
+        s = stats(emu)
+        plan_ = result.stages["plan"]
+        verify_ = result.stages.get("verify", {})
+        labels = int(plan_["labels"])
+        print(f"  pipeline: status {result.status}; " + "; ".join(_stage_lines(result.stages)))
+        return Side(
+            "pipeline",
+            seconds,
+            labels,
+            int(result.stages["load"]["patched"]),
+            int(s["total_requests"]),
+            int(s["rate_limited"]),
+            lost=int(plan_["patch"]) - int(verify_.get("verified", 0)),
+        )
+
+
+def _stage_lines(stages: dict[str, Any]) -> list[str]:
+    ex, ld, vf = stages["extract"], stages["load"], stages.get("verify", {})
+    return [
+        f"extract {ex.get('logs')} logs / {ex.get('requests')} req",
+        f"plan {stages['plan'].get('patch')} patches",
+        f"load {ld.get('patched')} patched in {ld.get('seconds'):.1f} s",
+        f"verify {vf.get('verified')} verified / {vf.get('requests')} req",
+    ]
+
+
+def baseline_side(logs: list[dict[str, Any]]) -> Side:
+    """The loop a user would write from Cloudflare's docs with the official SDK."""
+    import cloudflare
+
+    with running_emulator(settings(), logs=logs) as emu:
+        client = cloudflare.Cloudflare(api_token=emu.edit_token, base_url=emu.base_url)
+        t0 = time.perf_counter()
+        filters = [
+            {"key": "created_at", "operator": "gt", "value": [_ms(DAY.start, -1)]},
+            {"key": "created_at", "operator": "lt", "value": [_ms(DAY.end, 0)]},
+        ]
+        # `filters=` would be sent in a form the API ignores; extra_query is the working way.
+        listed = list(
+            client.ai_gateway.logs.list(
+                emu.gateway_id,
+                account_id=emu.account_id,
+                per_page=50,
+                extra_query={"filters": json.dumps(filters)},
+            )
+        )
+        labels: list[tuple[str, int]] = []
+        for log in listed:
+            if not log.success:
+                labels.append((log.id, -1))
+            elif log.duration is not None and log.duration < FAST_MS:
+                labels.append((log.id, 1))
+        written = lost = 0
+        for log_id, feedback in labels:
+            try:
+                client.ai_gateway.logs.edit(
+                    log_id, account_id=emu.account_id, gateway_id=emu.gateway_id, feedback=feedback
+                )
+                back = client.ai_gateway.logs.get(
+                    log_id, account_id=emu.account_id, gateway_id=emu.gateway_id
+                )
+                written += 1
+                if getattr(back, "feedback", feedback) != feedback:
+                    lost += 1
+            except cloudflare.APIError as exc:
+                lost += 1
+                if lost <= 3:
+                    print(f"  baseline: {log_id}: {type(exc).__name__}: {exc}"[:160])
+        seconds = time.perf_counter() - t0
+        s = stats(emu)
+        print(f"  baseline: listed {len(listed)} logs, {len(labels)} labels, {written} written")
+        return Side(
+            "SDK loop",
+            seconds,
+            len(labels),
+            written,
+            int(s["total_requests"]),
+            int(s["rate_limited"]),
+            lost,
+        )
+
+
+def _ms(moment: datetime, offset_ms: int) -> str:
+    shifted = moment.timestamp() * 1000 + offset_ms
+    text = datetime.fromtimestamp(shifted / 1000, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 2
+
+
+def throughput(changes: int) -> None:
+    logs = day_logs(changes, seed=7)
+    with tempfile.TemporaryDirectory() as tmp, running_emulator(settings(), logs=logs) as emu:
+        job = make_job(Path(tmp), emu)
+        run = store.create_run(job.store.data_dir, job.name, emu.gateway_id, DAY)
+        pl.DataFrame(
+            {
+                "log_id": [log["id"] for log in logs],
+                "feedback": [1] * len(logs),
+                "score": [None] * len(logs),
+                "source": ["csv:bench.csv"] * len(logs),
+                "reason": ["bench"] * len(logs),
+            },
+            schema={
+                "log_id": pl.String,
+                "feedback": pl.Int8,
+                "score": pl.Float64,
+                "source": pl.String,
+                "reason": pl.String,
+            },
+        ).write_parquet(run.paths.chosen)
+
+        async def go() -> Any:
+            async with open_client(job) as client:
+                await plan(job, run, client=client)  # lookups: one list request per 50 ids
+                # Start the load on a full window, as a load after its extract would: the plan's
+                # lookups must not count against the load's rate.
+                await asyncio.sleep(WINDOW_S)
+                t0 = time.perf_counter()
+                result = await load(job, run, client=client)
+                return result, time.perf_counter() - t0
+
+        before = stats(emu)
+        result, seconds = asyncio.run(go())
+        after = stats(emu)
+    rate = result.patched / seconds
+    budget = job.budget.rate_per_second
+    limit = LIMIT / WINDOW_S
+    print(
+        f"  {result.patched} PATCHes in {seconds:.1f} s = {rate:.2f}/s; "
+        f"429s: {after['rate_limited'] - before['rate_limited']} (client saw {result.rate_limited})"
+    )
+    print(
+        f"  vs the budget ({budget:.1f}/s = limit x headroom {job.budget.headroom}): {rate / budget:.3f}"
+    )
+    print(
+        f"  vs the server's limit ({limit:.1f}/s): {rate / limit:.3f}   (goal >= 0.9 of the budget)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--logs", type=int, default=1200, help="logs in the day (part 1)")
+    parser.add_argument("--changes", type=int, default=2000, help="PATCHes to load (part 2)")
+    parser.add_argument("--skip-baseline", action="store_true", help="part 2 only")
+    args = parser.parse_args()
+    print(
+        f"emulator: {LIMIT} requests / {WINDOW_S:g} s per token, {LATENCY_MS:g} ms latency, "
+        "real HTTP on loopback"
+    )
+    if not args.skip_baseline:
+        logs = day_logs(args.logs)
+        print(f"\n1. one day, {len(logs)} logs, two rules: pipeline vs the SDK loop")
+        ours = pipeline_side(logs)
+        theirs = baseline_side(logs)
+        print(f"\n  {'':<10}{'seconds':>9}{'labels':>8}{'written':>9}{'requests':>10}"
+              f"{'req/label':>11}{'429s':>6}{'lost':>6}")  # fmt: skip
+        for side in (ours, theirs):
+            print(f"  {side.name:<10}{side.seconds:>9.1f}{side.labels:>8}{side.written:>9}"
+                  f"{side.requests:>10}{side.per_label:>11.2f}{side.rate_limited:>6}{side.lost:>6}")  # fmt: skip
+        print(
+            f"\n  wall time: the SDK loop takes {theirs.seconds / ours.seconds:.2f}x the pipeline's; "
+            f"requests per label {theirs.per_label / ours.per_label:.2f}x; "
+            f"429s {ours.rate_limited} vs {theirs.rate_limited}"
+        )
+    print(f"\n2. throughput: {args.changes} planned PATCHes through the budget")
+    throughput(args.changes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The load journal: one row per (run, log) in state.sqlite, so a load can always resume.
+
+    pending ──► sent ──► done       the PATCH was acknowledged (2xx)
+                    ├──► failed     retries used up (5xx, transport) or a 400; retried by a re-run
+                    └──► gone       404: the log no longer exists; never sent again
+
+Every PATCH is bracketed: the row becomes ``sent`` (attempts + 1) in its own committed transaction
+before the request, and ``done`` / ``failed`` / ``gone`` right after the answer. WAL mode makes each
+of those commits survive the process being killed.
+
+A re-run of the same run resumes:
+- ``done`` rows are never sent again (with the same body hash);
+- ``sent`` rows are what a crash leaves between a send and its acknowledgement. Nobody knows whether
+  the API applied them, so they are sent again. That is safe: a PATCH is idempotent and the body is
+  the same (it is fixed by the plan; its hash is in the row);
+- ``failed`` rows are tried again; ``pending`` rows are sent for the first time.
+
+The journal mirrors the latest plan: syncing with a re-made plan adds new rows, drops rows the plan no
+longer patches, and sets a row back to ``pending`` when its body changed, even if it was ``done``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import store
+
+STATUSES = ("pending", "sent", "done", "failed", "gone")
+RESENDABLE = ("pending", "sent", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS load_journal (
+    run_id      TEXT NOT NULL,
+    log_id      TEXT NOT NULL,
+    body_hash   TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'sent', 'done', 'failed', 'gone')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    http_status INTEGER,
+    error       TEXT,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (run_id, log_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS load_journal_status ON load_journal (run_id, status);
+"""
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    log_id: str
+    body_hash: str
+    status: str
+    attempts: int
+    http_status: int | None
+    error: str | None
+    updated_at: float
+
+
+class Journal:
+    """The journal rows of one run. Each ``mark_*`` is one committed transaction."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, run_id: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._conn = conn
+        self.run_id = run_id
+        self._clock = clock
+        conn.executescript(_SCHEMA)
+
+    @classmethod
+    @contextmanager
+    def open(
+        cls, data_dir: Path, run_id: str, clock: Callable[[], float] = time.time
+    ) -> Iterator[Journal]:
+        with store.state_db(data_dir) as conn:
+            yield cls(conn, run_id, clock)
+
+    # -- the plan ---------------------------------------------------------------------------
+
+    def sync(self, planned: Iterable[tuple[str, str]]) -> int:
+        """Make the journal hold exactly these (log_id, body_hash) rows. Returns how many are new
+        or were reset because their body changed."""
+        now = self._clock()
+        rows = [(self.run_id, log_id, digest, now) for log_id, digest in planned]
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS plan_ids (log_id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM plan_ids")
+            conn.executemany("INSERT OR IGNORE INTO plan_ids VALUES (?)", ((r[1],) for r in rows))
+            conn.execute(
+                "DELETE FROM load_journal WHERE run_id = ? "
+                "AND log_id NOT IN (SELECT log_id FROM plan_ids)",
+                (self.run_id,),
+            )
+            after_delete = conn.total_changes
+            conn.executemany(
+                """
+                INSERT INTO load_journal (run_id, log_id, body_hash, status, attempts, updated_at)
+                VALUES (?, ?, ?, 'pending', 0, ?)
+                ON CONFLICT (run_id, log_id) DO UPDATE SET
+                    body_hash = excluded.body_hash, status = 'pending', attempts = 0,
+                    http_status = NULL, error = NULL, updated_at = excluded.updated_at
+                WHERE load_journal.body_hash != excluded.body_hash
+                """,
+                rows,
+            )
+            changed = conn.total_changes - after_delete
+            conn.execute("DROP TABLE plan_ids")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return changed
+
+    # -- one PATCH --------------------------------------------------------------------------
+
+    def mark_sent(self, log_id: str) -> None:
+        self._set(log_id, "sent", attempts=True)
+
+    def mark_done(self, log_id: str, http_status: int = 200) -> None:
+        self._set(log_id, "done", http_status=http_status)
+
+    def mark_failed(self, log_id: str, error: str, http_status: int | None = None) -> None:
+        self._set(log_id, "failed", http_status=http_status, error=error)
+
+    def mark_gone(self, log_id: str, error: str, http_status: int = 404) -> None:
+        self._set(log_id, "gone", http_status=http_status, error=error)
+
+    def mark_pending(self, log_id: str) -> None:
+        """Back to pending: the run stopped (budget used up) before this PATCH went out."""
+        self._set(log_id, "pending", attempts=False, undo_attempt=True)
+
+    def _set(
+        self,
+        log_id: str,
+        status: str,
+        *,
+        attempts: bool = False,
+        undo_attempt: bool = False,
+        http_status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        delta = 1 if attempts else (-1 if undo_attempt else 0)
+        self._conn.execute(
+            "UPDATE load_journal SET status = ?, attempts = max(0, attempts + ?), "
+            "http_status = coalesce(?, http_status), error = ?, updated_at = ? "
+            "WHERE run_id = ? AND log_id = ?",
+            (status, delta, http_status, error, self._clock(), self.run_id, log_id),
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def to_send(self) -> list[str]:
+        """Rows a load should (re)send, oldest first: pending, sent (crash) and failed."""
+        cur = self._conn.execute(
+            "SELECT log_id FROM load_journal WHERE run_id = ? AND status IN (?, ?, ?) "
+            "ORDER BY updated_at, log_id",
+            (self.run_id, *RESENDABLE),
+        )
+        return [r[0] for r in cur]
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        cur = self._conn.execute(
+            "SELECT status, count(*) FROM load_journal WHERE run_id = ? GROUP BY status",
+            (self.run_id,),
+        )
+        out.update({status: n for status, n in cur})
+        return out
+
+    def rows(self, statuses: Iterable[str] | None = None) -> list[JournalRow]:
+        query = (
+            "SELECT log_id, body_hash, status, attempts, http_status, error, updated_at "
+            "FROM load_journal WHERE run_id = ?"
+        )
+        params: list[object] = [self.run_id]
+        if statuses is not None:
+            wanted = list(statuses)
+            query += f" AND status IN ({', '.join('?' * len(wanted))})"
+            params.extend(wanted)
+        cur = self._conn.execute(query + " ORDER BY log_id", params)
+        return [JournalRow(*r) for r in cur]

@@ -1,0 +1,522 @@
+"""Plan: desired vs current state -> the exact list of PATCHes, before a single write is sent.
+
+For every log with a chosen label (``chosen.parquet`` from the label stage) the plan finds the log's
+current feedback, score and metadata — from the window's extract, or, for logs outside the window
+(an analyst's CSV of old logs), by looking them up: a list request with an ``id`` filter of up to 50
+ids, and a GET only for ids a batch did not return. Then one action per log:
+
+    patch          something changes; ``body`` holds exactly the fields that change
+    unchanged      the log already carries the label: no request
+    keep_existing  the log already has feedback or a score from someone else and the job's policy
+                   protects it (only sources in ``load.overwrite_existing`` may replace; default csv)
+    not_found      the log does not exist (deleted, or a wrong id in a CSV)
+
+Existing values count as "someone else's" unless this tool stamped them (``label_source`` in the
+log's metadata, with ``load.stamp_metadata`` on): then a label from a source of the same or higher
+precedence may correct them, so a rule that changes can fix what it wrote last night.
+
+Metadata stamping (``load.stamp_metadata``) adds ``label_source`` and ``label_run`` to the map of a
+log that is patched anyway (never a request for the stamp alone). A PATCH replaces the whole map, so
+the body carries the merged map: existing keys are never dropped. A map may hold at most 5 entries;
+when the stamp would exceed that (or the current map is unknown) the stamp is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from pipeline import store
+from pipeline.config import JobConfig
+from pipeline.errors import NotFoundError
+from pipeline.gateway.client import LogsClient
+from pipeline.store import RunInfo
+
+ACTIONS = ("patch", "unchanged", "keep_existing", "not_found")
+METADATA_MAX_ENTRIES = 5
+BATCH = 50  # the API's per_page limit, and so the most ids one filtered list request can return
+SCORE_TOLERANCE = 1e-9
+
+# Label source prefixes (``csv:<file>``) -> the source names the job file uses.
+SOURCE_KINDS = {"csv": "csv", "rule": "rules", "rules": "rules", "external": "external"}
+
+PLAN_SCHEMA = pa.schema(
+    [
+        pa.field("log_id", pa.string(), nullable=False),
+        pa.field("action", pa.string(), nullable=False),
+        pa.field("source", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("found_in", pa.string()),  # extract | lookup | null (not found)
+        pa.field("provider", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("current_feedback", pa.int8()),
+        pa.field("current_score", pa.float64()),
+        pa.field("current_metadata", pa.string()),
+        pa.field("desired_feedback", pa.int8()),
+        pa.field("desired_score", pa.float64()),
+        pa.field("desired_metadata", pa.string()),
+        pa.field("body", pa.string()),  # the PATCH body as canonical JSON; null unless action=patch
+        pa.field("body_hash", pa.string()),
+        pa.field("stamp_skipped", pa.bool_(), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    run_id: str
+    labels: int
+    patch: int
+    unchanged: int
+    keep_existing: int
+    not_found: int
+    stamp_skipped: int
+    from_extract: int
+    looked_up: int
+    lookup_requests: int
+    load_requests: int
+    verify_requests: int
+    requests_needed: int
+    rate_per_second: float
+    estimated_seconds: float
+    started_at: str
+    finished_at: str
+    seconds: float
+    verify_enabled: bool = True
+    by_source: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"plan {self.run_id}: {self.patch} to patch, {self.unchanged} unchanged, "
+            f"{self.keep_existing} kept (existing feedback protected), {self.not_found} not found; "
+            f"{self.requests_needed} requests needed, about {_human_seconds(self.estimated_seconds)} "
+            f"at {self.rate_per_second:.2f} requests/s"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Looking logs up by id (also used by verify)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Logs fetched by id: the entries found, the ids that do not exist, and what it cost."""
+
+    entries: dict[str, dict[str, Any]]
+    missing: frozenset[str]
+    list_requests: int
+    get_requests: int
+
+    @property
+    def requests(self) -> int:
+        return self.list_requests + self.get_requests
+
+
+async def lookup_logs(client: LogsClient, ids: Sequence[str], *, concurrency: int = 4) -> Lookup:
+    """Fetch logs by id: a filtered list request per 50 ids, then GET for ids a batch missed.
+
+    Entries whose id was not asked for are ignored: were the filter ever dropped on the way (the
+    official SDKs do that), the API would answer with unrelated logs, and they must not count.
+    """
+    wanted = list(dict.fromkeys(ids))
+    batches = [wanted[i : i + BATCH] for i in range(0, len(wanted), BATCH)]
+    found: dict[str, dict[str, Any]] = {}
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def list_batch(batch: list[str]) -> None:
+        async with gate:
+            page = await client.list_logs(
+                filters=[{"key": "id", "operator": "eq", "value": batch}], per_page=BATCH
+            )
+        asked = set(batch)
+        for entry in page.entries:
+            log_id = entry.get("id")
+            if isinstance(log_id, str) and log_id in asked:
+                found[log_id] = entry
+
+    await asyncio.gather(*(list_batch(b) for b in batches))
+    unreturned = [i for i in wanted if i not in found]
+    missing: set[str] = set()
+
+    async def get_one(log_id: str) -> None:
+        async with gate:
+            try:
+                found[log_id] = await client.get_log(log_id)
+            except NotFoundError:
+                missing.add(log_id)
+
+    await asyncio.gather(*(get_one(i) for i in unreturned))
+    return Lookup(found, frozenset(missing), len(batches), len(unreturned))
+
+
+def entries_frame(entries: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
+    """API entries -> id, feedback, score, metadata (canonical JSON) and whether each field was there.
+
+    A field the response does not carry is unknown, not empty: ``has_*`` says which.
+    """
+    rows = [
+        {
+            "id": str(e["id"]),
+            "feedback": _as_int(e.get("feedback")),
+            "score": _as_float(e.get("score")),
+            "metadata": canonical_metadata(e.get("metadata")),
+            "has_feedback": "feedback" in e,
+            "has_score": "score" in e,
+            "has_metadata": "metadata" in e,
+            "provider": _as_str(e.get("provider")),
+            "model": _as_str(e.get("model")),
+        }
+        for e in entries
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "id": pl.String,
+            "feedback": pl.Int8,
+            "score": pl.Float64,
+            "metadata": pl.String,
+            "has_feedback": pl.Boolean,
+            "has_score": pl.Boolean,
+            "has_metadata": pl.Boolean,
+            "provider": pl.String,
+            "model": pl.String,
+        },
+    )
+
+
+def canonical_metadata(value: Any) -> str | None:
+    """The API's metadata (a JSON string, sometimes a map) as sorted compact JSON; None if empty.
+
+    A value that is not a JSON map is kept as it came, so the plan can see it cannot merge into it.
+    """
+    if value is None or value == "":
+        return None
+    parsed = value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(parsed, dict):
+        return json.dumps(parsed, sort_keys=True, separators=(",", ":")) if parsed else None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def _as_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The decision (pure, vectorised)
+
+
+def source_kind(source: pl.Expr) -> pl.Expr:
+    """``csv:<file>`` -> csv, ``rule:<name>`` -> rules, ``external:<name>`` -> external."""
+    prefix = source.str.split_exact(":", 1).struct.field("field_0")
+    return prefix.replace_strict(SOURCE_KINDS, default=prefix, return_dtype=pl.String)
+
+
+def decide(
+    chosen: pl.DataFrame,
+    current: pl.DataFrame,
+    *,
+    overwrite_existing: Sequence[str],
+    precedence: Sequence[str],
+) -> pl.DataFrame:
+    """Join labels to current state and choose an action per log. No bodies yet.
+
+    ``chosen``: log_id, feedback (int8), score (float64), source, reason.
+    ``current``: id, feedback, score, metadata, found_in (and provider, model if known).
+    """
+    rank = {kind: i for i, kind in enumerate(precedence)}
+    cur = current.select(
+        pl.col("id").alias("log_id"),
+        pl.col("feedback").cast(pl.Int8).alias("current_feedback"),
+        pl.col("score").cast(pl.Float64).alias("current_score"),
+        pl.col("metadata").alias("current_metadata"),
+        pl.col("found_in"),
+        *(
+            pl.col(c) if c in current.columns else pl.lit(None, dtype=pl.String).alias(c)
+            for c in ("provider", "model")
+        ),
+    ).unique("log_id", keep="first")
+    df = chosen.select(
+        "log_id",
+        pl.col("feedback").cast(pl.Int8).alias("label_feedback"),
+        pl.col("score").cast(pl.Float64).alias("label_score"),
+        "source",
+        "reason",
+    ).join(cur, on="log_id", how="left")
+
+    fb, cfb = pl.col("label_feedback"), pl.col("current_feedback")
+    sc, csc = pl.col("label_score"), pl.col("current_score")
+    fb_change = fb.is_not_null() & fb.ne_missing(cfb)
+    sc_change = sc.is_not_null() & (csc.is_null() | ((sc - csc).abs() > SCORE_TOLERANCE))
+    # feedback 0 means "not evaluated": nothing to protect.
+    overwrites = (fb_change & cfb.is_not_null() & (cfb != 0)) | (sc_change & csc.is_not_null())
+    kind = source_kind(pl.col("source"))
+    stamped_kind = source_kind(pl.col("current_metadata").str.json_path_match("$.label_source"))
+    kind_rank = kind.replace_strict(rank, default=len(rank), return_dtype=pl.Int32)
+    stamped_rank = stamped_kind.replace_strict(rank, default=None, return_dtype=pl.Int32)
+    may_overwrite = kind.is_in(list(overwrite_existing)) | (
+        stamped_rank.is_not_null() & (kind_rank <= stamped_rank)
+    )
+
+    action = (
+        pl.when(pl.col("found_in").is_null())
+        .then(pl.lit("not_found"))
+        .when(~(fb_change | sc_change))
+        .then(pl.lit("unchanged"))
+        .when(overwrites & ~may_overwrite.fill_null(False))
+        .then(pl.lit("keep_existing"))
+        .otherwise(pl.lit("patch"))
+    )
+    return df.with_columns(
+        action=action,
+        change_feedback=fb_change.fill_null(False),
+        change_score=sc_change.fill_null(False),
+    ).with_columns(
+        desired_feedback=pl.when(pl.col("action") == "patch")
+        .then(pl.when(pl.col("change_feedback")).then(fb).otherwise(cfb))
+        .otherwise(cfb),
+        desired_score=pl.when(pl.col("action") == "patch")
+        .then(pl.when(pl.col("change_score")).then(sc).otherwise(csc))
+        .otherwise(csc),
+    )
+
+
+def build_bodies(decided: pl.DataFrame, *, stamp: bool, run_id: str) -> pl.DataFrame:
+    """Add desired_metadata, body, body_hash, stamp_skipped. Only the patch rows get a body.
+
+    The one loop over rows: merging metadata maps and writing JSON is per-log work by nature.
+    """
+    patch = decided.filter(pl.col("action") == "patch")
+    rows = patch.select(
+        "log_id",
+        "label_feedback",
+        "label_score",
+        "change_feedback",
+        "change_score",
+        "current_metadata",
+        "source",
+    ).iter_rows(named=True)
+    built: list[dict[str, Any]] = []
+    for row in rows:
+        body: dict[str, Any] = {}
+        if row["change_feedback"]:
+            body["feedback"] = int(row["label_feedback"])
+        if row["change_score"]:
+            body["score"] = float(row["label_score"])
+        desired_metadata = row["current_metadata"]
+        skipped = False
+        if stamp:
+            merged = stamp_metadata(row["current_metadata"], row["source"], run_id)
+            if merged is None:
+                skipped = True
+            else:
+                body["metadata"] = merged
+                desired_metadata = json.dumps(merged, sort_keys=True, separators=(",", ":"))
+        text = body_json(body)
+        built.append(
+            {
+                "log_id": row["log_id"],
+                "desired_metadata": desired_metadata,
+                "body": text,
+                "body_hash": body_hash(text),
+                "stamp_skipped": skipped,
+            }
+        )
+    extra = pl.DataFrame(
+        built,
+        schema={
+            "log_id": pl.String,
+            "desired_metadata": pl.String,
+            "body": pl.String,
+            "body_hash": pl.String,
+            "stamp_skipped": pl.Boolean,
+        },
+    )
+    out = decided.join(extra, on="log_id", how="left")
+    return out.with_columns(
+        desired_metadata=pl.coalesce("desired_metadata", "current_metadata"),
+        stamp_skipped=pl.col("stamp_skipped").fill_null(False),
+    )
+
+
+def stamp_metadata(current: str | None, source: str, run_id: str) -> dict[str, Any] | None:
+    """The current map plus label_source and label_run, or None when that cannot be sent safely:
+    the current map is not a JSON map, or the result would exceed 5 entries."""
+    if current is None or not current.strip():
+        existing: dict[str, Any] = {}
+    else:
+        try:
+            parsed = json.loads(current)
+        except ValueError:
+            return None
+        if not isinstance(parsed, dict):
+            return None
+        existing = parsed
+    merged = {**existing, "label_source": source, "label_run": run_id}
+    if len(merged) > METADATA_MAX_ENTRIES:
+        return None
+    return merged
+
+
+def body_json(body: Mapping[str, Any]) -> str:
+    """Canonical JSON: sorted keys, no spaces. The same change always gives the same text."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def body_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def plan_table(planned: pl.DataFrame) -> pa.Table:
+    """The plan with its explicit Arrow schema."""
+    return planned.select(PLAN_SCHEMA.names).to_arrow().cast(PLAN_SCHEMA)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+def read_chosen(run: RunInfo) -> pl.DataFrame:
+    path = store.require(run.paths.chosen, "label", run.run_id)
+    chosen = pl.read_parquet(path)
+    if "reason" not in chosen.columns:
+        chosen = chosen.with_columns(reason=pl.lit(None, dtype=pl.String))
+    return chosen.select("log_id", "feedback", "score", "source", "reason").unique(
+        "log_id", keep="first", maintain_order=True
+    )
+
+
+def read_extract(job: JobConfig, run: RunInfo, ids: pl.Series) -> pl.DataFrame:
+    """Current state of the labeled logs that the window's extract holds."""
+    files = store.log_files(job.store.data_dir, run.gateway_id, run.window.days())
+    empty = pl.DataFrame(
+        schema={
+            "id": pl.String,
+            "feedback": pl.Int8,
+            "score": pl.Float64,
+            "metadata": pl.String,
+            "provider": pl.String,
+            "model": pl.String,
+        }
+    )
+    if not files:
+        return empty
+    return (
+        pl.scan_parquet(files)
+        .select("id", "feedback", "score", "metadata", "provider", "model")
+        .filter(pl.col("id").is_in(ids.implode()))
+        .unique("id", keep="last")
+        .collect()
+    )
+
+
+async def plan(
+    job: JobConfig,
+    run: RunInfo,
+    *,
+    client: LogsClient,
+    clock: Callable[[], float] = time.time,
+) -> PlanResult:
+    """Write ``plan.parquet`` for a run and return the counts, requests needed and time at budget."""
+    started = clock()
+    chosen = read_chosen(run)
+    ids = chosen.get_column("log_id")
+    extracted = read_extract(job, run, ids).with_columns(found_in=pl.lit("extract"))
+    outside = ids.filter(~ids.is_in(extracted.get_column("id").implode())).to_list()
+
+    before = client.stats.requests
+    lookup = await lookup_logs(client, outside, concurrency=job.budget.concurrency)
+    lookup_requests = client.stats.requests - before
+    looked = (
+        entries_frame(lookup.entries.values())
+        .select("id", "feedback", "score", "metadata", "provider", "model")
+        .with_columns(found_in=pl.lit("lookup"))
+    )
+    current = pl.concat([extracted, looked], how="vertical_relaxed")
+
+    decided = decide(
+        chosen,
+        current,
+        overwrite_existing=job.load.overwrite_existing,
+        precedence=job.load.precedence,
+    )
+    planned = build_bodies(decided, stamp=job.load.stamp_metadata, run_id=run.run_id)
+    store.write_parquet_atomic(plan_table(planned), run.paths.plan)
+
+    counts = {a: 0 for a in ACTIONS}
+    counts.update(dict(planned.group_by("action").len().iter_rows()))
+    by_source: dict[str, dict[str, int]] = {}
+    for src, act, n in planned.group_by("source", "action").len().sort("source").iter_rows():
+        by_source.setdefault(src, {a: 0 for a in ACTIONS})[act] = n
+    patches = counts["patch"]
+    verify_requests = math.ceil(patches / BATCH) if job.verify.enabled else 0
+    needed = patches + verify_requests
+    rate = job.budget.rate_per_second
+    finished = clock()
+    result = PlanResult(
+        run_id=run.run_id,
+        labels=planned.height,
+        patch=patches,
+        unchanged=counts["unchanged"],
+        keep_existing=counts["keep_existing"],
+        not_found=counts["not_found"],
+        stamp_skipped=int(planned.get_column("stamp_skipped").sum()),
+        from_extract=planned.filter(pl.col("found_in") == "extract").height,
+        looked_up=len(outside),
+        lookup_requests=lookup_requests,
+        load_requests=patches,
+        verify_requests=verify_requests,
+        requests_needed=needed,
+        rate_per_second=rate,
+        estimated_seconds=needed / rate if rate > 0 else 0.0,
+        started_at=iso(started),
+        finished_at=iso(finished),
+        seconds=round(finished - started, 3),
+        verify_enabled=job.verify.enabled,
+        by_source=by_source,
+    )
+    store.write_json_atomic(result.to_json(), run.paths.stage_result("plan"))
+    return result
+
+
+def iso(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def _human_seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
