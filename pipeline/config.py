@@ -11,7 +11,7 @@ A job file has these sections, all optional except ``[gateway]``::
     [extract]  filters = [{key, operator, value}], per_page
     [labels.csv]        enabled, inbox, join_key
     [[labels.rules]]    name, when, feedback, score, reason
-    [labels.external]   enabled, name, command, timeout, send, sample_size
+    [labels.external]   enabled, name, command, timeout, send, sample_size, fetch_heads
     [load]     precedence, overwrite_existing, stamp_metadata
     [verify]   enabled, recheck_wait, recheck_attempts
 
@@ -150,6 +150,7 @@ class ExternalLabelerConfig:
     timeout_seconds: float = 600.0
     send: str = "all"  # all | unlabeled | sample
     sample_size: int = 1000
+    fetch_heads: bool = True  # GET each sent log for request_head/response_head (one request each)
 
 
 @dataclass(frozen=True)
@@ -425,6 +426,8 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
         join_key=cs.get("join_key", str, "log_id"),
     )
     cs.check_unknown()
+    from pipeline.labelers.rules import check_rule  # here: rules.py imports this module
+
     rules = []
     for r in lb.sections("rules"):
         rule = RuleConfig(
@@ -441,6 +444,9 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
         if isinstance(rule.score, int | float) and not 0 <= rule.score <= 100:
             raise r.error("score", "must be 0..100 (or an SQL expression giving one)")
         r.check_unknown()
+        problem = check_rule(rule)
+        if problem is not None:
+            raise r.error(*problem)
         rules.append(rule)
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
@@ -456,6 +462,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
         timeout_seconds=xt.duration("timeout", 600.0) or 600.0,
         send=xt.get("send", str, "all"),
         sample_size=xt.get("sample_size", int, 1000),
+        fetch_heads=xt.get("fetch_heads", bool, True),
     )
     if external.send not in ("all", "unlabeled", "sample"):
         raise xt.error("send", "must be 'all', 'unlabeled' or 'sample'")

@@ -1,0 +1,277 @@
+"""The label stage: run the job's labelers over the run window's logs, combine by precedence, analyse.
+
+Inputs: the window's extracted logs (``data/logs/...``), the analysts' CSV inbox, the job's rules, an
+external command. Outputs in the run folder:
+
+    labels.parquet           LABEL_SCHEMA, one row per (log_id, source); source is csv:<file>,
+                             rule:<name> or external:<name>
+    chosen.parquet           CHOSEN_SCHEMA, one row per labeled log: the label the plan will apply
+    label_analysis.json      per source and per kind: coverage, overlaps, conflicts; agreement
+                             between sources where both labeled a log; the CSV accounting per file
+    label.result.json        LabelResult.to_json()
+
+Choosing: the label is taken whole (feedback and score together) from the source whose kind comes
+first in ``[load] precedence`` (default csv > external > rules). Within a kind: the CSV labeler gives
+one label per log already (the last word wins, see `labelers.csv`), and among rules the one listed
+first in the job file wins. A kind left out of ``precedence`` still runs and is analysed, but its
+labels are never chosen — a "shadow" mode to measure a new labeler's agreement with the analysts
+before trusting it. A log whose sources gave opposite feedback is a conflict: it is still labeled
+by precedence, and counted (``conflicts``), never hidden.
+
+Labels for logs outside the window (old logs named in a CSV) are kept; the plan looks them up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from pipeline import store
+from pipeline.config import JobConfig
+from pipeline.gateway.client import LogsClient
+from pipeline.labelers.base import (
+    ROW,
+    Clock,
+    LabelContext,
+    Labeler,
+    LabelerOutput,
+    empty_labels,
+    utc_now,
+)
+from pipeline.labelers.combine import combine
+from pipeline.labelers.csv import CsvLabeler
+from pipeline.labelers.external import ExternalLabeler
+from pipeline.labelers.rules import RulesLabeler
+from pipeline.schemas import LABEL_SCHEMA, LOG_SCHEMA, UTC_MS
+from pipeline.store import RunInfo
+
+# One row per labeled log: what the plan applies, and where it came from.
+CHOSEN_SCHEMA = pa.schema(
+    [
+        pa.field("log_id", pa.string(), nullable=False),
+        pa.field("feedback", pa.int8()),
+        pa.field("score", pa.float64()),
+        pa.field("source", pa.string(), nullable=False),  # the source that won
+        pa.field("kind", pa.string(), nullable=False),  # csv | external | rules
+        pa.field("reason", pa.string()),
+        pa.field("labeled_at", UTC_MS, nullable=False),
+        pa.field("in_window", pa.bool_(), nullable=False),
+        pa.field("sources", pa.int32(), nullable=False),  # how many sources labeled this log
+        pa.field("disagree", pa.bool_(), nullable=False),  # some sources gave opposite feedback
+    ]
+)
+LOG_POLARS_SCHEMA = pl.Schema(LOG_SCHEMA)
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    run_id: str
+    window_logs: int
+    total: int  # logs with a chosen label
+    in_window: int
+    outside_window: int
+    conflicts: int  # logs whose sources gave opposite feedback
+    by_source: dict[str, int]  # rows of labels.parquet per source
+    chosen_by_kind: dict[str, int]
+    csv: dict[str, Any]
+    rules: dict[str, Any]
+    external: dict[str, Any] | None
+    requests: int
+    errors: tuple[str, ...] = ()
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "total": self.total,
+            "window_logs": self.window_logs,
+            "in_window": self.in_window,
+            "outside_window": self.outside_window,
+            "by_source": self.by_source,
+            "chosen_by_kind": self.chosen_by_kind,
+            "conflicts": self.conflicts,
+            "csv": self.csv,
+            "rules": self.rules,
+            "external": self.external,
+            "requests": self.requests,
+            "errors": list(self.errors),
+            "paths": self.paths,
+        }
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        kinds = ", ".join(f"{k} {v:,}" for k, v in self.chosen_by_kind.items())
+        lines = [
+            f"labels   {self.total:,} logs labeled ({kinds or 'none'}; "
+            f"{self.outside_window:,} outside the window), {self.conflicts:,} with conflicting "
+            f"sources, of {self.window_logs:,} logs in the window"
+        ]
+        c = self.csv
+        if c.get("files") or c.get("already_applied") or c.get("unreadable"):
+            files = c.get("files", 0)
+            line = (
+                f"csv      {files} file{'' if files == 1 else 's'}, {c.get('rows', 0):,} rows: "
+                f"{c.get('accepted', 0):,} accepted, {c.get('rejected', 0):,} rejected"
+            )
+            if c.get("rejected_by_reason"):
+                line += " (" + ", ".join(f"{k} {v}" for k, v in c["rejected_by_reason"].items())
+                line += ")"
+            if c.get("inbox_consumed") is False:
+                line += "; dry run: the inbox was read, not consumed"
+            if c.get("already_applied"):
+                line += f"; {c['already_applied']} already applied before"
+            if c.get("unreadable"):
+                line += f"; {c['unreadable']} unreadable (moved to rejected/)"
+            lines.append(line)
+        if self.external is not None:
+            x = self.external
+            line = f"external {x.get('name')}: {x.get('status')}, sent {x.get('sent', 0):,}"
+            if x.get("status") == "ok":
+                line += f", {x.get('labels', 0):,} labels, {x.get('requests', 0):,} requests"
+            lines.append(line)
+        lines += [f"warning: {e}" for e in self.errors]
+        lines.append(f"analysis {self.paths.get('analysis', '')}")
+        return "\n".join(lines)
+
+
+async def label(
+    job: JobConfig,
+    run: RunInfo,
+    *,
+    client: LogsClient | None = None,
+    clock: Clock | None = None,
+    dry_run: bool = False,
+) -> LabelResult:
+    """Label the run's window. Needs the extract (StageError otherwise). A failing external
+    labeler is reported in `errors`; the other labelers' labels still count. `dry_run` reads the
+    CSV inbox without consuming it (files stay for the next real run)."""
+    now = (clock or utc_now)()
+    logs = read_window_logs(job, run)
+    outputs: list[tuple[Labeler, LabelerOutput]] = []
+    for labeler in build_labelers(job, run, consume_inbox=not dry_run):
+        labeled = _labeled(logs, [o for _, o in outputs]) if labeler.kind == "external" else None
+        context = LabelContext(run.run_id, now, labeled, client)
+        outputs.append((labeler, await labeler.label(logs, context)))
+    frames = [o.labels for _, o in outputs]
+    labels = pl.concat(frames, how="diagonal") if frames else empty_labels()
+    rule_order = [r.name for r in job.labels.rules]
+    combined = combine(labels, logs["id"], job.load.precedence, rule_order)
+    chosen = combined.chosen()
+    accounts = {labeler.kind: output.accounting for labeler, output in outputs}
+    analysis = combined.analysis()
+    csv_acct = accounts.get("csv", {})
+    analysis.update(
+        run_id=run.run_id,
+        window={"start": run.window.start.isoformat(), "end": run.window.end.isoformat()},
+        precedence=list(job.load.precedence),
+        csv=csv_acct,
+        rules=accounts.get("rules", {}).get("rules", {}),
+        external=accounts.get("external"),
+    )
+    store.write_parquet_atomic(_arrow(labels, LABEL_SCHEMA), run.paths.labels)
+    store.write_parquet_atomic(_arrow(chosen, CHOSEN_SCHEMA), run.paths.chosen)
+    store.write_json_atomic(analysis, run.paths.label_analysis)
+    external = accounts.get("external")
+    errors = (external["error"],) if external and external.get("error") else ()
+    result = LabelResult(
+        run_id=run.run_id,
+        window_logs=logs.height,
+        total=chosen.height,
+        in_window=int(chosen["in_window"].sum()),
+        outside_window=int((~chosen["in_window"]).sum()),
+        conflicts=int(analysis["conflicts"]),
+        by_source={k: v["labels"] for k, v in analysis["sources"].items()},
+        chosen_by_kind=dict(sorted(chosen["kind"].value_counts().iter_rows())),
+        csv={k: v for k, v in csv_acct.items() if k != "by_file"},
+        rules=analysis["rules"],
+        external=external,
+        requests=int((external or {}).get("requests", 0)),
+        errors=errors,
+        paths={
+            "labels": str(run.paths.labels),
+            "chosen": str(run.paths.chosen),
+            "analysis": str(run.paths.label_analysis),
+        },
+    )
+    store.write_json_atomic(result.to_json(), run.paths.stage_result("label"))
+    return result
+
+
+def _labeled(logs: pl.DataFrame, outputs: list[LabelerOutput]) -> pl.Series:
+    """Ids of the window's logs that earlier labelers labeled (via `_row` where they give it)."""
+    mask = pl.zeros(logs.height, pl.Boolean, eager=True)
+    ids = [pl.Series("id", [], dtype=pl.String)]
+    for output in outputs:
+        if ROW in output.labels.columns:
+            mask = mask.scatter(output.labels[ROW], True)
+        else:
+            ids.append(output.labels["log_id"])
+    return pl.concat([logs["id"].filter(mask), *ids]).unique()
+
+
+def build_labelers(job: JobConfig, run: RunInfo, *, consume_inbox: bool = True) -> list[Labeler]:
+    """The enabled labelers, in the order they run: csv, rules, external (last, so that `send =
+    "unlabeled"` knows what the others labeled)."""
+    labelers: list[Labeler] = []
+    if job.labels.csv.enabled:
+        known = None
+        if job.labels.csv.join_key != "log_id":
+            files = store.log_files(job.store.data_dir, run.gateway_id)
+            known = pl.scan_parquet(files).select("id", "metadata") if files else None
+        labelers.append(CsvLabeler(job.labels.csv, known, consume=consume_inbox))
+    if job.labels.rules:
+        labelers.append(RulesLabeler(job.labels.rules))
+    if job.labels.external.enabled:
+        labelers.append(
+            ExternalLabeler(
+                job.labels.external,
+                run.paths.root / "external",
+                concurrency=job.budget.concurrency,
+            )
+        )
+    return labelers
+
+
+def read_window_logs(job: JobConfig, run: RunInfo) -> pl.DataFrame:
+    """The run window's extracted logs (LOG_SCHEMA). StageError if the window was never extracted."""
+    files = store.log_files(job.store.data_dir, run.gateway_id, run.window.days())
+    if not files:
+        store.require(run.paths.stage_result("extract"), "extract", run.run_id)
+        return pl.DataFrame(schema=LOG_POLARS_SCHEMA)
+    return (
+        pl.scan_parquet(files)
+        .select(LOG_POLARS_SCHEMA.names())
+        .filter(
+            (pl.col("created_at") >= run.window.start) & (pl.col("created_at") < run.window.end)
+        )
+        .collect()
+        .cast(LOG_POLARS_SCHEMA)
+    )
+
+
+def choose(
+    labels: pl.DataFrame,
+    precedence: Sequence[str],
+    rule_order: Sequence[str],
+    window_ids: pl.Series,
+) -> pl.DataFrame:
+    """One row per log: the highest-precedence source's label (CHOSEN_SCHEMA columns)."""
+    return combine(labels, window_ids, precedence, rule_order).chosen()
+
+
+def _arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
+    return frame.select(schema.names).to_arrow().cast(schema)
+
+
+__all__ = [
+    "CHOSEN_SCHEMA",
+    "LabelResult",
+    "build_labelers",
+    "choose",
+    "label",
+    "read_window_logs",
+]

@@ -1,0 +1,75 @@
+"""What every labeler is: a name, a kind, and `label(logs, context) -> LabelerOutput`.
+
+A labeler reads the run window's logs (a polars frame with LOG_SCHEMA) and returns labels as a
+LABEL_SCHEMA frame — one row per log it has an opinion on, `source` = ``<kind>:<name>`` — plus its own
+accounting (rows read, accepted, rejected by reason...). Labelers never talk to each other: the label
+stage runs them in order (csv, rules, external) and combines their outputs by precedence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import polars as pl
+
+from pipeline.schemas import LABEL_SCHEMA
+
+if TYPE_CHECKING:
+    from pipeline.gateway.client import LogsClient
+
+Clock = Callable[[], datetime]
+LABEL_POLARS_SCHEMA = pl.Schema(LABEL_SCHEMA)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class LabelContext:
+    """What a labeler may know about the run besides the logs."""
+
+    run_id: str
+    now: datetime
+    labeled: pl.Series | None = None  # log ids that earlier labelers in this run labeled
+    client: LogsClient | None = None
+
+
+# A labeler may add this UInt32 column to its labels: the position of each labeled log in the
+# `logs` frame it was given. The label stage then skips a join on the (string) log id.
+ROW = "_row"
+
+
+@dataclass(frozen=True)
+class LabelerOutput:
+    labels: pl.DataFrame  # LABEL_SCHEMA columns, plus `_row` optionally
+    accounting: dict[str, Any] = field(default_factory=dict)
+
+
+class Labeler(Protocol):
+    name: str
+    kind: str  # "csv" | "rules" | "external": the names `[load] precedence` uses
+
+    async def label(self, logs: pl.DataFrame, context: LabelContext) -> LabelerOutput: ...
+
+
+def empty_labels() -> pl.DataFrame:
+    return pl.DataFrame(schema=LABEL_POLARS_SCHEMA)
+
+
+def to_label_frame(frame: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """Columns log_id, feedback, score, source, reason (and `_row`, if there) -> a LABEL_SCHEMA
+    frame (plus `_row`)."""
+    row = [pl.col(ROW).cast(pl.UInt32)] if ROW in frame.columns else []
+    return frame.select(
+        pl.col("log_id").cast(pl.String),
+        pl.col("feedback").cast(pl.Int8),
+        pl.col("score").cast(pl.Float64),
+        pl.col("source").cast(pl.String),
+        pl.col("reason").cast(pl.String),
+        pl.lit(now).dt.cast_time_unit("ms").dt.convert_time_zone("UTC").alias("labeled_at"),
+        *row,
+    ).cast(LABEL_POLARS_SCHEMA)

@@ -1,0 +1,412 @@
+"""The analysts' CSV inbox: what an analyst sees happen to the files they drop in."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.config import CsvLabelsConfig
+from pipeline.emulator.seed import SAMPLE_LOGS_PATH, read_logs_file
+from pipeline.errors import InputError
+from pipeline.labelers.csv import CsvLabeler, Manifest
+from pipeline.labelers.csvfile import read_table
+from pipeline.labelers.values import NEGATIVE, POSITIVE, parse_feedback, parse_score
+
+SAMPLE_LABELS = Path(__file__).resolve().parents[2] / "sample_data" / "labels"
+NOW = datetime(2026, 11, 25, 6, tzinfo=UTC)
+LOGS = pl.DataFrame({"id": ["L1", "L2", "L3", "L4"]})
+
+
+def labeler(inbox: Path, join_key: str = "log_id", known: pl.DataFrame | None = None) -> CsvLabeler:
+    config = CsvLabelsConfig(inbox=inbox, join_key=join_key)
+    return CsvLabeler(config, known.lazy() if known is not None else None)
+
+
+def drop(inbox: Path, name: str, text: str | bytes, encoding: str = "utf-8") -> Path:
+    inbox.mkdir(parents=True, exist_ok=True)
+    path = inbox / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode(encoding))
+    return path
+
+
+def by_file(accounting: dict[str, object], name: str) -> dict[str, object]:
+    files = accounting["by_file"]
+    assert isinstance(files, list)
+    return next(f for f in files if f["name"] == name)
+
+
+@pytest.fixture(scope="module")
+def newest_day_ids() -> pl.DataFrame:
+    logs = list(read_logs_file(SAMPLE_LOGS_PATH))
+    newest = max(log["created_at"][:10] for log in logs)
+    return pl.DataFrame({"id": [x["id"] for x in logs if x["created_at"].startswith(newest)]})
+
+
+def expected_table() -> dict[str, dict[str, int]]:
+    """The per-file table of sample_data/labels/EXPECTED.md."""
+    text = (SAMPLE_LABELS / "EXPECTED.md").read_text(encoding="utf-8")
+    keys = ["rows", "accepted", "rejected", "labels", "duplicates", "superseded", "outside_window"]
+    out = {}
+    for m in re.finditer(r"^\| (\w+\.csv) \|((?: \d+ \|)+)$", text, re.M):
+        out[m.group(1)] = dict(zip(keys, map(int, m.group(2).split("|")[:-1]), strict=True))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The sample files and their documented accounting
+
+
+def test_messy_sample_gives_exactly_its_documented_accounting(
+    tmp_path: Path, newest_day_ids: pl.DataFrame
+) -> None:
+    """messy.csv: 23 rows, 15 accepted, 8 rejected by the reasons EXPECTED.md lists."""
+    shutil.copy(SAMPLE_LABELS / "messy.csv", tmp_path / "messy.csv")
+    out = labeler(tmp_path).run(newest_day_ids, "run-1", NOW)
+    messy = by_file(out.accounting, "messy.csv")
+    assert {k: messy[k] for k in expected_table()["messy.csv"]} == expected_table()["messy.csv"]
+    assert messy == messy | {"rows": 23, "accepted": 15, "rejected": 8, "labels": 13}
+    assert messy["rejected_by_reason"] == {
+        "bad_feedback": 2,
+        "bad_log_id": 1,
+        "bad_score": 2,
+        "missing_key": 1,
+        "no_label": 1,
+        "too_many_fields": 1,
+    }
+    assert (messy["encoding"], messy["delimiter"]) == ("utf-8-sig", ";")
+    assert out.labels.height == 13
+
+
+def test_messy_rejects_file_names_each_rejected_line_as_documented(
+    tmp_path: Path, newest_day_ids: pl.DataFrame
+) -> None:
+    """Every rejected row is in messy.rejects.csv with the line and reason EXPECTED.md gives."""
+    shutil.copy(SAMPLE_LABELS / "messy.csv", tmp_path / "messy.csv")
+    labeler(tmp_path).run(newest_day_ids, "run-1", NOW)
+    documented = re.findall(
+        r"^\| (\d+) \|[^\n]*\| rejected: (\w+)",
+        (SAMPLE_LABELS / "EXPECTED.md").read_text(encoding="utf-8"),
+        re.M,
+    )
+    rejects = tmp_path / "processed" / "run-1" / "messy.rejects.csv"
+    with rejects.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter=";"))
+    assert [(r["reject_line"], r["reject_reason"]) for r in rows] == documented
+    assert rows[0]["Rating"] == "meh"  # the original cells, under the original headers
+
+
+def test_clean_sample_is_fully_accepted(tmp_path: Path, newest_day_ids: pl.DataFrame) -> None:
+    """clean.csv: every row becomes a label for a log of the newest day."""
+    shutil.copy(SAMPLE_LABELS / "clean.csv", tmp_path / "clean.csv")
+    out = labeler(tmp_path).run(newest_day_ids, "run-1", NOW)
+    clean = by_file(out.accounting, "clean.csv")
+    assert clean["rows"] == clean["accepted"] == clean["labels"] == 40
+    assert clean["rejected"] == 0 and clean["rejects_path"] is None
+    assert out.labels["log_id"].is_in(newest_day_ids["id"].implode()).all()
+    assert expected_table()["clean.csv"]["accepted"] == 40
+
+
+def test_sample_files_are_up_to_date_with_their_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed CSV files and EXPECTED.md are what generate_labels.py writes."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "generate_labels", SAMPLE_LABELS.parent / "generate_labels.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "generate_labels", module)
+    spec.loader.exec_module(module)
+    for name, data in module.build().items():
+        assert (SAMPLE_LABELS / name).read_bytes() == data, f"{name} is stale"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def test_latin1_file_with_a_semicolon_is_read(tmp_path: Path) -> None:
+    """A Windows export in Latin-1 with ';' reads; accents survive into the reason."""
+    drop(tmp_path, "fr.csv", "Log ID;Label;Commentaire\nL1;bon;\nL2;mauvais;\n", "latin-1")
+    drop(tmp_path, "x.csv", "log;thumbs;Note\nL1;up;très bien\nL2;down;réponse fausse\n", "latin-1")
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    x = by_file(out.accounting, "x.csv")
+    assert x["encoding"] in ("cp1252", "latin-1") and x["accepted"] == 2
+    assert "réponse fausse" in out.labels["reason"].to_list()
+    fr = by_file(out.accounting, "fr.csv")  # words outside the vocabulary are not guessed
+    assert fr["rejected_by_reason"] == {"bad_feedback": 2}
+
+
+def test_utf16_tab_file_from_excel_is_read(tmp_path: Path) -> None:
+    """Excel's 'Unicode text' (UTF-16 with BOM, tabs) is read like any other file."""
+    drop(tmp_path, "u.tsv", codecs.BOM_UTF16_LE + "id\tfeedback\nL1\t👍\n".encode("utf-16-le"))
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    assert out.labels.select("log_id", "feedback").rows() == [("L1", 1)]
+
+
+def test_delimiter_is_detected_even_with_commas_inside_cells(tmp_path: Path) -> None:
+    """A ';' file whose comments contain commas is not mistaken for a ',' file."""
+    drop(
+        tmp_path, "a.csv", 'log_id;score;reason\nL1;85;"good, short, clear"\nL2;10%;"bad, wrong"\n'
+    )
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    assert sorted(out.labels.select("log_id", "score").rows()) == [("L1", 85.0), ("L2", 10.0)]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["log_id,feedback", "ID,Rating", " Log ID ,THUMBS", "cf-aig-log-id,label", "LOG,Feedback"],
+)
+def test_header_aliases_match_case_and_space_insensitively(tmp_path: Path, header: str) -> None:
+    """Common spellings of the log id and feedback columns are recognised."""
+    drop(tmp_path, "a.csv", f"{header}\nL1,down\n")
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    assert out.labels.select("log_id", "feedback").rows() == [("L1", -1)]
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"", "empty"),
+        (b"PK\x03\x04rest-of-a-zip", "spreadsheet"),
+        (b"a,b\x00\x00c", "binary"),
+        (b"name,comment\nx,y\n", "no usable columns"),
+    ],
+)
+def test_unusable_files_say_why(content: bytes, why: str) -> None:
+    """A file that cannot be used at all is refused with a reason a person understands."""
+    with pytest.raises(InputError, match=why):
+        read_table(content)
+
+
+# ---------------------------------------------------------------------------------------------
+# Values (property-based)
+
+
+def _variants(word: str) -> st.SearchStrategy[str]:
+    return st.tuples(
+        st.sampled_from(["", " ", "  ", "\t"]),
+        st.lists(st.booleans(), min_size=len(word), max_size=len(word)),
+        st.sampled_from(["", " ", "\t"]),
+    ).map(
+        lambda t: (
+            t[0] + "".join(c.upper() if up else c for c, up in zip(word, t[1], strict=True)) + t[2]
+        )
+    )
+
+
+@given(st.sampled_from(POSITIVE + NEGATIVE).flatmap(lambda w: st.tuples(st.just(w), _variants(w))))
+def test_every_documented_feedback_spelling_parses_in_any_case(pair: tuple[str, str]) -> None:
+    """'Thumbs_Up ', ' GOOD', '+1', '👎' ... give 1 or -1 whatever the case and spaces."""
+    word, written = pair
+    assert parse_feedback([written]) == [1 if word in POSITIVE else -1]
+
+
+@given(st.text(max_size=12))
+def test_feedback_is_never_guessed(text: str) -> None:
+    """Anything that is not a documented spelling reads as 'no feedback', never as a label."""
+    token = re.sub(r"(\w)[\s\-]+(\w)", r"\1_\2", text.strip().lower())
+    token = re.sub("[\ufe0f\U0001f3fb-\U0001f3ff]", "", token)
+    expected = 1 if token in POSITIVE else -1 if token in NEGATIVE else None
+    assert parse_feedback([text]) == [expected]
+
+
+@given(st.floats(min_value=0, max_value=100, allow_nan=False), st.sampled_from(["", "%", " %"]))
+def test_scores_in_range_parse_with_or_without_percent(value: float, suffix: str) -> None:
+    """85, '85%', ' 85.5 ' are the same score as written."""
+    assert parse_score([f" {value!r}{suffix} "]) == [pytest.approx(value)]
+
+
+@given(st.integers(0, 99), st.integers(0, 9))
+def test_decimal_comma_scores_parse(whole: int, tenth: int) -> None:
+    """'72,5' (a European spreadsheet) is 72.5."""
+    assert parse_score([f"{whole},{tenth}"]) == [pytest.approx(whole + tenth / 10)]
+
+
+@given(
+    st.one_of(
+        st.floats(max_value=-0.001),
+        st.floats(min_value=100.001),
+        st.sampled_from(["nan", "inf", "-inf", "high", "1.2.3", "--5"]),
+    )
+)
+def test_scores_outside_0_100_are_rejected(value: float | str) -> None:
+    """A score of 150, -3, NaN or 'high' is not a score."""
+    assert parse_score([str(value)]) == [None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Duplicates and conflicts: the last word wins
+
+
+def test_later_row_wins_within_a_file_and_earlier_rows_are_counted(tmp_path: Path) -> None:
+    """Same label twice: one label, one duplicate. Different labels: the later wins, one superseded."""
+    drop(tmp_path, "a.csv", "log_id,feedback\nL1,up\nL2,up\nL1,up\nL2,down\n")
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    a = by_file(out.accounting, "a.csv")
+    assert (a["rows"], a["accepted"], a["labels"], a["duplicates"], a["superseded"]) == (
+        4,
+        4,
+        2,
+        1,
+        1,
+    )
+    assert sorted(out.labels.select("log_id", "feedback").rows()) == [("L1", 1), ("L2", -1)]
+
+
+def test_later_file_by_name_wins_across_files_of_one_run(tmp_path: Path) -> None:
+    """Two files in one run: the one later by name wins; the earlier file's row is superseded."""
+    drop(tmp_path, "2026-11-02-corrections.csv", "log_id,feedback\nL1,down\n")
+    drop(tmp_path, "2026-11-01-labels.csv", "log_id,feedback\nL1,up\nL2,up\n")
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    assert sorted(out.labels.select("log_id", "feedback", "source").rows()) == [
+        ("L1", -1, "csv:2026-11-02-corrections.csv"),
+        ("L2", 1, "csv:2026-11-01-labels.csv"),
+    ]
+    first = by_file(out.accounting, "2026-11-01-labels.csv")
+    assert (first["accepted"], first["labels"], first["superseded"]) == (2, 1, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Join key: the application's ids in metadata
+
+
+KNOWN = pl.DataFrame(
+    {
+        "id": ["L1", "L2", "L3", "L4"],
+        "metadata": [
+            '{"request_id":"req_a"}',
+            '{"request_id":"req_b"}',
+            '{"request_id":"req_dup"}',
+            '{"request_id":"req_dup"}',
+        ],
+    }
+)
+
+
+def test_rows_can_name_logs_by_a_metadata_key(tmp_path: Path) -> None:
+    """request_id resolves to the one log carrying it; ambiguous and unknown values are rejected."""
+    drop(tmp_path, "a.csv", "request_id,feedback\nreq_a,up\nreq_dup,down\nreq_nope,up\n")
+    out = labeler(tmp_path, "request_id", KNOWN).run(LOGS, "r", NOW)
+    a = by_file(out.accounting, "a.csv")
+    assert out.labels.select("log_id", "feedback").rows() == [("L1", 1)]
+    assert a["rejected_by_reason"] == {"ambiguous_key": 1, "unknown_key": 1}
+    rejects = (tmp_path / str(a["rejects_path"])).read_text(encoding="utf-8")
+    assert "several extracted logs" in rejects and "req_nope" in rejects
+
+
+def test_a_log_id_column_still_works_when_a_join_key_is_set(tmp_path: Path) -> None:
+    """With join_key = request_id, a row that gives the log id directly uses it."""
+    drop(tmp_path, "a.csv", "log_id,request_id,feedback\nL4,,up\n,req_b,down\n")
+    out = labeler(tmp_path, "request_id", KNOWN).run(LOGS, "r", NOW)
+    assert sorted(out.labels.select("log_id", "feedback").rows()) == [("L2", -1), ("L4", 1)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Each file applied once: moving, manifest, resume
+
+
+def test_processed_files_move_out_of_the_inbox_with_a_manifest(tmp_path: Path) -> None:
+    """After a run the inbox is empty; the file sits in processed/<run>/, its hash in the manifest."""
+    path = drop(tmp_path, "a.csv", "log_id,feedback\nL1,up\nL2,meh\n")
+    data = path.read_bytes()
+    labeler(tmp_path).run(LOGS, "run-1", NOW)
+    assert not path.exists()
+    assert (tmp_path / "processed" / "run-1" / "a.csv").read_bytes() == data
+    assert (tmp_path / "processed" / "run-1" / "a.rejects.csv").exists()
+    manifest = json.loads((tmp_path / "processed" / "manifest.json").read_text())
+    (entry,) = manifest["applied"].values()
+    assert entry["run_id"] == "run-1" and entry["path"] == "processed/run-1/a.csv"
+
+
+def test_the_same_content_dropped_again_is_reported_not_applied(tmp_path: Path) -> None:
+    """Dropping yesterday's file again (even renamed) changes nothing and says so."""
+    drop(tmp_path, "a.csv", "log_id,feedback\nL1,up\n")
+    labeler(tmp_path).run(LOGS, "run-1", NOW)
+    drop(tmp_path, "a (copy).csv", "log_id,feedback\nL1,up\n")
+    out = labeler(tmp_path).run(LOGS, "run-2", NOW)
+    assert out.labels.height == 0
+    assert out.accounting["already_applied"] == 1 and out.accounting["files"] == 0
+    report = by_file(out.accounting, "a (copy).csv")
+    assert report["status"] == "already_applied" and "run-1" in str(report["detail"])
+    assert not (tmp_path / "a (copy).csv").exists()
+
+
+def test_an_unreadable_file_is_set_aside_and_the_others_still_apply(tmp_path: Path) -> None:
+    """A binary file goes to rejected/<run>/ with a reason file; the good file is applied."""
+    drop(tmp_path, "bad.csv", b"\x00\x01\x02")
+    drop(tmp_path, "good.csv", "log_id,feedback\nL1,up\n")
+    out = labeler(tmp_path).run(LOGS, "run-1", NOW)
+    assert out.labels["log_id"].to_list() == ["L1"]
+    assert out.accounting["unreadable"] == 1
+    reason = tmp_path / "rejected" / "run-1" / "bad.csv.reason.txt"
+    assert "binary" in reason.read_text(encoding="utf-8")
+
+
+def test_rerun_of_the_same_run_sees_the_files_it_already_moved(tmp_path: Path) -> None:
+    """A crash after moving files but before labels.parquet: the re-run still gets their labels."""
+    drop(tmp_path, "a.csv", "log_id,feedback\nL1,up\nL2,meh\n")
+    drop(tmp_path, "bad.csv", b"\x00")
+    first = labeler(tmp_path).run(LOGS, "run-1", NOW)
+    again = labeler(tmp_path).run(LOGS, "run-1", NOW)
+    assert again.labels.equals(first.labels)
+    assert again.accounting == first.accounting
+    later = labeler(tmp_path).run(LOGS, "run-2", NOW)
+    assert later.labels.height == 0 and later.accounting["by_file"] == []
+
+
+def test_crash_between_manifest_and_move_is_resumed_without_double_apply(tmp_path: Path) -> None:
+    """The manifest names the file for this run but the file is still in the inbox: apply it once."""
+    path = drop(tmp_path, "a.csv", "log_id,feedback\nL1,up\n")
+    labeler(tmp_path).run(LOGS, "run-1", NOW)
+    moved = tmp_path / "processed" / "run-1" / "a.csv"
+    shutil.move(moved, path)  # as if the move had not happened
+    out = labeler(tmp_path).run(LOGS, "run-1", NOW)
+    assert out.labels["log_id"].to_list() == ["L1"]
+    assert out.accounting["files"] == 1 and out.accounting["already_applied"] == 0
+    assert moved.exists() and not path.exists()
+    assert len(Manifest.load(tmp_path).applied) == 1
+
+
+def test_excel_lock_files_and_other_extensions_are_left_alone(tmp_path: Path) -> None:
+    """~$a.csv (Excel's lock file), .xlsx and notes.txt are neither read nor moved."""
+    for name in ("~$a.csv", "book.xlsx", "notes.txt", ".hidden.csv"):
+        drop(tmp_path, name, "log_id,feedback\nL1,up\n")
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    assert out.accounting["by_file"] == []
+    assert all((tmp_path / n).exists() for n in ("~$a.csv", "book.xlsx", "notes.txt"))
+
+
+def test_a_fixed_rejects_file_can_be_dropped_back(tmp_path: Path) -> None:
+    """The rejects file keeps the original headers: fix the values, drop it in, they apply."""
+    drop(tmp_path, "a.csv", "Log ID;Thumbs;Comment\nL1;meh;unsure\n")
+    labeler(tmp_path).run(LOGS, "run-1", NOW)
+    text = (tmp_path / "processed" / "run-1" / "a.rejects.csv").read_text(encoding="utf-8")
+    drop(tmp_path, "a-fixed.csv", text.replace(";meh;", ";down;"))
+    out = labeler(tmp_path).run(LOGS, "run-2", NOW)
+    assert out.labels.select("log_id", "feedback", "reason").rows() == [("L1", -1, "unsure")]
+
+
+def test_a_dry_run_reads_the_inbox_without_consuming_it(tmp_path: Path) -> None:
+    """consume=False gives the same labels and accounting but leaves every file where it was."""
+    drop(tmp_path, "a.csv", "log_id,feedback\nL1,up\nL2,meh\n")
+    drop(tmp_path, "bad.csv", b"\x00")
+    config = CsvLabelsConfig(inbox=tmp_path)
+    peek = CsvLabeler(config, consume=False).run(LOGS, "dry", NOW)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "bad.csv"]
+    assert peek.labels.select("log_id", "feedback").rows() == [("L1", 1)]
+    assert peek.accounting["unreadable"] == 1 and peek.accounting["rejected"] == 1
+    real = CsvLabeler(config).run(LOGS, "real", NOW)
+    assert real.labels.select("log_id", "feedback").rows() == [("L1", 1)]
+    assert not (tmp_path / "a.csv").exists()
