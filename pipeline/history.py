@@ -1,0 +1,396 @@
+"""Run history and nightly watermarks, in state.sqlite.
+
+runs        one row per run: id, job, gateway, window, mode (nightly | window | backfill), status
+            (running | ok | partial | failed | dry_run), headline counts, start and finish times,
+            how many times it was started (a resumed run counts again) and the last error.
+watermarks  per job and gateway: where contiguous verified nightly coverage ends. The next nightly
+            run starts there, so nights that were missed are caught up.
+
+The watermark only ever moves forward, only after a run ended `ok` (every planned change applied and
+verified), and only when that run's window touches it (start <= watermark < end), so it never jumps
+over a gap. The first nightly run of a job sets it to its window's start (so the next nightly run
+covers that night again if it does not end ok). Backfill runs never move it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipeline.store import state_db
+from pipeline.window import Window
+
+STATUSES = ("running", "ok", "partial", "failed", "dry_run")
+MODES = ("nightly", "window", "backfill")
+UNFINISHED = ("running", "partial", "failed")
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        run_id       TEXT PRIMARY KEY,
+        job          TEXT NOT NULL,
+        gateway_id   TEXT NOT NULL,
+        window_start TEXT NOT NULL,
+        window_end   TEXT NOT NULL,
+        mode         TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        counts       TEXT NOT NULL DEFAULT '{}',
+        created_at   TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        attempts     INTEGER NOT NULL DEFAULT 1,
+        error        TEXT,
+        stopped      TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, gateway_id, created_at)",
+    """
+    CREATE TABLE IF NOT EXISTS watermarks (
+        job        TEXT NOT NULL,
+        gateway_id TEXT NOT NULL,
+        position   TEXT NOT NULL,
+        run_id     TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (job, gateway_id)
+    )
+    """,
+)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _ensure(db: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        db.execute(statement)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "stopped" not in columns:  # state files written before the column existed
+        db.execute("ALTER TABLE runs ADD COLUMN stopped TEXT")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    job: str
+    gateway_id: str
+    window: Window
+    mode: str
+    status: str
+    counts: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 1
+    error: str | None = None
+    stopped: str | None = None  # why a partial run stopped early (a request or time cap)
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "job": self.job,
+            "gateway_id": self.gateway_id,
+            "window": {"start": _iso(self.window.start), "end": _iso(self.window.end)},
+            "mode": self.mode,
+            "status": self.status,
+            "counts": self.counts,
+            "created_at": _iso(self.created_at) if self.created_at else None,
+            "started_at": _iso(self.started_at) if self.started_at else None,
+            "finished_at": _iso(self.finished_at) if self.finished_at else None,
+            "seconds": self.seconds,
+            "attempts": self.attempts,
+            "error": self.error,
+            "stopped": self.stopped,
+        }
+
+
+_COLUMNS = (
+    "run_id, job, gateway_id, window_start, window_end, mode, status, counts, created_at, "
+    "started_at, finished_at, attempts, error, stopped"
+)
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        run_id=row[0],
+        job=row[1],
+        gateway_id=row[2],
+        window=Window(_dt(row[3]), _dt(row[4])),
+        mode=row[5],
+        status=row[6],
+        counts=json.loads(row[7] or "{}"),
+        created_at=_dt(row[8]) if row[8] else None,
+        started_at=_dt(row[9]) if row[9] else None,
+        finished_at=_dt(row[10]) if row[10] else None,
+        attempts=int(row[11]),
+        error=row[12],
+        stopped=row[13],
+    )
+
+
+def record_started(
+    data_dir: Path,
+    *,
+    run_id: str,
+    job: str,
+    gateway_id: str,
+    window: Window,
+    mode: str,
+    started_at: datetime,
+    created_at: datetime | None = None,
+) -> None:
+    """A run starts, or a recorded run is started again (resumed): status back to `running`."""
+    if mode not in MODES:
+        raise ValueError(f"unknown run mode {mode!r}")
+    with state_db(data_dir) as db:
+        _ensure(db)
+        db.execute(
+            f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'running', '{{}}', ?, ?, NULL, 1, "
+            "NULL, NULL) ON CONFLICT (run_id) DO UPDATE SET status = 'running', started_at = "
+            "excluded.started_at, finished_at = NULL, attempts = runs.attempts + 1, error = NULL, "
+            "stopped = NULL",
+            (
+                run_id,
+                job,
+                gateway_id,
+                _iso(window.start),
+                _iso(window.end),
+                mode,
+                _iso(created_at or started_at),
+                _iso(started_at),
+            ),
+        )
+
+
+def record_finished(
+    data_dir: Path,
+    run_id: str,
+    *,
+    status: str,
+    counts: dict[str, Any],
+    finished_at: datetime,
+    error: str | None = None,
+    stopped: str | None = None,
+) -> None:
+    if status not in STATUSES or status == "running":
+        raise ValueError(f"not a final run status: {status!r}")
+    with state_db(data_dir) as db:
+        _ensure(db)
+        db.execute(
+            "UPDATE runs SET status = ?, counts = ?, finished_at = ?, error = ?, stopped = ? "
+            "WHERE run_id = ?",
+            (status, json.dumps(counts, sort_keys=True), _iso(finished_at), error, stopped,
+             run_id),
+        )  # fmt: skip
+
+
+def get_run(data_dir: Path, run_id: str) -> RunRecord | None:
+    with state_db(data_dir) as db:
+        _ensure(db)
+        row = db.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return None if row is None else _record(row)
+
+
+def list_runs(
+    data_dir: Path,
+    *,
+    job: str | None = None,
+    gateway_id: str | None = None,
+    mode: str | None = None,
+    window: Window | None = None,
+    limit: int | None = 20,
+) -> list[RunRecord]:
+    """Recorded runs, newest (created) first, optionally for one job / gateway / mode / window."""
+    where: list[str] = []
+    args: list[Any] = []
+    if job is not None:
+        where.append("job = ?")
+        args.append(job)
+    if gateway_id is not None:
+        where.append("gateway_id = ?")
+        args.append(gateway_id)
+    if mode is not None:
+        where.append("mode = ?")
+        args.append(mode)
+    if window is not None:
+        where.append("window_start = ? AND window_end = ?")
+        args += [_iso(window.start), _iso(window.end)]
+    sql = f"SELECT {_COLUMNS} FROM runs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, rowid DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(limit)
+    with state_db(data_dir) as db:
+        _ensure(db)
+        rows = db.execute(sql, args).fetchall()
+    return [_record(row) for row in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Watermarks
+
+
+def get_watermark(data_dir: Path, job: str, gateway_id: str) -> datetime | None:
+    """Where the job's verified nightly coverage ends, or None before its first verified run."""
+    with state_db(data_dir) as db:
+        _ensure(db)
+        row = db.execute(
+            "SELECT position FROM watermarks WHERE job = ? AND gateway_id = ?", (job, gateway_id)
+        ).fetchone()
+    return None if row is None else _dt(row[0])
+
+
+def start_watermark(
+    data_dir: Path, job: str, gateway_id: str, position: datetime, *, run_id: str, now: datetime
+) -> datetime:
+    """Where a job's nightly coverage starts: set by its first nightly run, if not set already.
+
+    So a first night that does not end ok is still covered by the next nightly run.
+    """
+    with state_db(data_dir) as db:
+        _ensure(db)
+        db.execute(
+            "INSERT INTO watermarks (job, gateway_id, position, run_id, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job, gateway_id) DO NOTHING",
+            (job, gateway_id, _iso(position), run_id, _iso(now)),
+        )
+        row = db.execute(
+            "SELECT position FROM watermarks WHERE job = ? AND gateway_id = ?", (job, gateway_id)
+        ).fetchone()
+    return _dt(row[0])
+
+
+def advance_watermark(
+    data_dir: Path,
+    job: str,
+    gateway_id: str,
+    window: Window,
+    *,
+    run_id: str,
+    now: datetime,
+    may_start: bool,
+) -> datetime | None:
+    """After a run ended `ok`: move the watermark to the window's end if the window touches it.
+
+    `may_start`: a nightly run may set the first watermark; an explicit window may not (running
+    last January by hand must not make the next nightly run catch up from last January).
+    Returns the watermark after the call.
+    """
+    with state_db(data_dir) as db:
+        _ensure(db)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                "SELECT position FROM watermarks WHERE job = ? AND gateway_id = ?",
+                (job, gateway_id),
+            ).fetchone()
+            current = None if row is None else _dt(row[0])
+            move = may_start if current is None else window.start <= current < window.end
+            if move:
+                db.execute(
+                    "INSERT INTO watermarks (job, gateway_id, position, run_id, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job, gateway_id) DO UPDATE SET "
+                    "position = excluded.position, run_id = excluded.run_id, "
+                    "updated_at = excluded.updated_at",
+                    (job, gateway_id, _iso(window.end), run_id, _iso(now)),
+                )
+                current = window.end
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return current
+
+
+def list_watermarks(data_dir: Path, *, job: str | None = None) -> list[tuple[str, str, datetime]]:
+    """(job, gateway_id, position) of every watermark, for `aigw-feedback runs`."""
+    sql = "SELECT job, gateway_id, position FROM watermarks"
+    args: list[Any] = []
+    if job is not None:
+        sql += " WHERE job = ?"
+        args.append(job)
+    with state_db(data_dir) as db:
+        _ensure(db)
+        rows = db.execute(sql + " ORDER BY job, gateway_id", args).fetchall()
+    return [(str(r[0]), str(r[1]), _dt(r[2])) for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# For people
+
+
+def window_text(window: Window) -> str:
+    """2026-11-25 for one UTC day, 2026-11-23..2026-11-25 for whole days (end day included)."""
+    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+    if start.timetz() == end.timetz() == datetime.min.replace(tzinfo=UTC).timetz():
+        last = (end - timedelta(days=1)).date()
+        return str(last) if last == start.date() else f"{start.date()}..{last}"
+    return str(window)
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def runs_table(
+    records: list[RunRecord], watermarks: list[tuple[str, str, datetime]] | None = None
+) -> str:
+    """The `aigw-feedback runs` listing: one line per run, then the watermarks."""
+    if not records:
+        return "no runs recorded yet"
+    header = ("RUN", "JOB", "GATEWAY", "MODE", "WINDOW", "STATUS", "LOGS", "PATCHED",
+              "VERIFIED", "DURATION")  # fmt: skip
+    rows = [header]
+    for r in records:
+        c = r.counts
+        rows.append(
+            (
+                r.run_id,
+                r.job,
+                r.gateway_id,
+                r.mode,
+                window_text(r.window),
+                r.status,
+                _num(c.get("logs")),
+                _num(c.get("patched")),
+                _num(c.get("verified")),
+                duration_text(r.seconds),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]  # fmt: skip
+    for r in records:
+        if r.error and r.status == "failed":
+            lines.append(f"{r.run_id}: {r.error}")
+        elif r.stopped and r.status == "partial":
+            lines.append(f"{r.run_id}: stopped early: {r.stopped}")
+    for job, gateway_id, position in watermarks or []:
+        lines.append(f"watermark {job} on {gateway_id}: {_iso(position)}")
+    return "\n".join(lines)
+
+
+def _num(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "-"

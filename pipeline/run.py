@@ -1,0 +1,558 @@
+"""One run of a job: extract → label → plan → load → verify → report, with a run id, resumable.
+
+Which window:
+- ``--window SPEC``: exactly that window (a new run).
+- ``--run RUN_ID``: the recorded run again, with its own window. Stages whose result is already in
+  the run folder are skipped (extract, label, plan); load resumes from its journal (a ``done`` row is
+  never sent again); verify and the report are always done again.
+- neither (the nightly mode, when the job's ``[window] default`` is ``yesterday``): from the job's
+  watermark — where its verified nightly coverage ends — up to the end of the nightly window, so
+  nights that were missed are caught up in one run. With no watermark yet: just the nightly window.
+  Other defaults (``last:24h``...) are taken as an explicit window.
+
+What a run that does not end ``ok`` does (status ``partial``: a request or time cap stopped it, or some
+changes failed or could not be verified; ``failed``: an error stopped it): the watermark stays where
+it is, and the next nightly invocation first resumes that run (so the labels it planned, including
+analysts' CSV labels, are finished from its journal), then starts a new run from the watermark. The
+new run covers the unfinished window again; its plan compares labels with the logs' current state, so
+what already landed is ``unchanged`` and costs no PATCH. A run stopped by a cap is resumed night after
+night until it is done; one that failed or kept failed/unverified changes is retried automatically
+once, then left for ``aigw-feedback run JOB --run RUN_ID``, so it cannot hold up the nights after it.
+The first nightly run of a job records its window's start as the watermark, so even a first night
+that does not end ``ok`` is covered again.
+
+A dry run stops after the plan (status ``dry_run``): counts, the requests needed and the time at the
+budget; nothing is written to the gateway. ``--run`` on a dry run's id continues it from the plan.
+
+Only one run per job and gateway at a time (pipeline.lock). Every run is recorded in state.sqlite
+(pipeline.history): id, window, mode, status, counts, times.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pipeline import history, lock, store
+from pipeline.config import JobConfig
+from pipeline.errors import BudgetExhausted, UsageError
+from pipeline.extract import extract
+from pipeline.gateway import open_client
+from pipeline.gateway.client import LogsClient
+from pipeline.label import label
+from pipeline.load import LoadProgress, load
+from pipeline.logging_setup import redact, scrub
+from pipeline.plan import plan
+from pipeline.progress import Progress
+from pipeline.report import build_report, exit_code_for
+from pipeline.store import RunInfo
+from pipeline.verify import verify
+from pipeline.window import Window, nightly_window, parse_window
+
+log = logging.getLogger(__name__)
+
+NIGHTLY_SPEC = "yesterday"
+BULKY_KEYS = ("timeline", "failures", "mismatches")  # in the run folder, not in the summary JSON
+AUTO_RESUME_ATTEMPTS = 2  # a run that failed is retried by the next nightly run once
+PLANNING_STAGES = ("extract", "label", "plan")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run did. ``exit_code`` follows DESIGN: 0 ok, 1 partial or failed (dry runs: 0);
+    when the invocation finished an earlier run first (``previous``), the worse of the two."""
+
+    run_id: str
+    job: str
+    gateway_id: str
+    window: Window
+    mode: str  # nightly | window | backfill
+    status: str  # ok | partial | failed | dry_run
+    exit_code: int
+    stages: dict[str, dict[str, Any]]  # each stage's result, as written in the run folder
+    skipped: tuple[str, ...] = ()  # stages already complete from an earlier attempt
+    stopped: str | None = None  # why the run stopped before the end (a request or time cap)
+    watermark: datetime | None = None  # the job's watermark after this run
+    report: Path | None = None  # report.html
+    requests: int = 0  # requests this invocation sent for this run
+    seconds: float = 0.0
+    previous: RunResult | None = None  # an unfinished run this invocation finished first
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "job": self.job,
+            "gateway_id": self.gateway_id,
+            "window": {"start": _iso(self.window.start), "end": _iso(self.window.end)},
+            "mode": self.mode,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "skipped": list(self.skipped),
+            "stopped": self.stopped,
+            "watermark": _iso(self.watermark) if self.watermark else None,
+            "report": str(self.report) if self.report else None,
+            "requests": self.requests,
+            "seconds": round(self.seconds, 3),
+            "counts": self.counts,
+            "stages": {
+                stage: {k: v for k, v in data.items() if k not in BULKY_KEYS}
+                for stage, data in self.stages.items()
+            },
+            "previous": self.previous.to_json() if self.previous else None,
+        }
+
+    def summary(self) -> str:
+        """A few lines for a person (and for cron mail)."""
+        lines = []
+        if self.previous is not None:
+            lines += [self.previous.summary(), ""]
+        lines.append(
+            f"run {self.run_id} ({self.mode}) job {self.job} gateway {self.gateway_id} "
+            f"window {self.window}"
+        )
+        if self.skipped:
+            lines.append(f"  resumed: {', '.join(self.skipped)} already done")
+        lines += [f"  {line}" for line in stage_lines(self.stages)]
+        lines.append(f"status {self.status}: {_status_text(self)}")
+        if self.watermark is not None and self.mode != "backfill":
+            lines.append(f"watermark {_iso(self.watermark)}")
+        if self.report is not None:
+            lines.append(f"report {self.report}")
+        return "\n".join(lines)
+
+
+def _status_text(result: RunResult) -> str:
+    if result.status == "dry_run":
+        plan_ = result.stages.get("plan", {})
+        return (
+            f"dry run, nothing written; {plan_.get('requests_needed', 0)} requests needed, about "
+            f"{_human(float(plan_.get('estimated_seconds', 0.0)))} at the budget. "
+            f"Apply this plan with: aigw-feedback run JOB --run {result.run_id}"
+        )
+    if result.status == "ok":
+        return "every planned change applied and verified"
+    if result.stopped:
+        return (
+            f"stopped early ({result.stopped}); continue with: aigw-feedback run JOB "
+            f"--run {result.run_id}"
+        )
+    return "some changes failed or are unverified (the report says which)"
+
+
+def stage_lines(stages: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per stage that ran, from the keys every stage result carries (DESIGN)."""
+    out = []
+    if ex := stages.get("extract"):
+        partitions = ex.get("partitions") or []
+        days = len(partitions) if isinstance(partitions, list) else int(partitions)
+        out.append(
+            f"extract  {ex.get('logs', 0):,} logs, {ex.get('requests', 0):,} requests, "
+            f"{days} {'day' if days == 1 else 'days'} written"
+        )
+    if lb := stages.get("label"):
+        by_source = lb.get("by_source") or {}
+        parts = ", ".join(f"{k} {_count(v):,}" for k, v in sorted(by_source.items()))
+        csv = lb.get("csv") or {}
+        line = f"labels   {lb.get('total', 0):,} labels"
+        if parts:
+            line += f" ({parts})"
+        line += f", {lb.get('conflicts', 0):,} conflicts"
+        if csv.get("files"):
+            line += (
+                f"; csv {csv.get('files', 0)} files, {csv.get('rows', 0):,} rows: "
+                f"{csv.get('accepted', 0):,} accepted, {csv.get('rejected', 0):,} rejected"
+            )
+        out.append(line)
+    if pl_ := stages.get("plan"):
+        out.append(
+            f"plan     {pl_.get('patch', 0):,} to patch, {pl_.get('unchanged', 0):,} unchanged, "
+            f"{pl_.get('keep_existing', 0):,} kept, {pl_.get('not_found', 0):,} not found"
+        )
+    if ld := stages.get("load"):
+        line = (
+            f"load     {ld.get('patched', 0):,} patched, {ld.get('failed', 0):,} failed, "
+            f"{ld.get('gone', 0):,} gone"
+        )
+        if ld.get("pending"):
+            line += f", {ld['pending']:,} pending"
+        line += (
+            f"; {ld.get('requests', 0):,} requests ({ld.get('rate_limited', 0)} rate-limited) "
+            f"in {_human(float(ld.get('seconds', 0.0)))}"
+        )
+        out.append(line)
+    if vf := stages.get("verify"):
+        out.append(
+            f"verify   {vf.get('verified', 0):,} verified, {vf.get('mismatched', 0):,} mismatched, "
+            f"{vf.get('unverifiable', 0):,} unverifiable"
+        )
+    return out
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, dict):
+        return int(value.get("labels", value.get("total", value.get("rows", 0))) or 0)
+    return int(value or 0)
+
+
+def headline_counts(stages: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """The numbers the runs table keeps for `aigw-feedback runs`."""
+    pick = {
+        "logs": ("extract", "logs"),
+        "labels": ("label", "total"),
+        "patch": ("plan", "patch"),
+        "unchanged": ("plan", "unchanged"),
+        "patched": ("load", "patched"),
+        "failed": ("load", "failed"),
+        "pending": ("load", "pending"),
+        "verified": ("verify", "verified"),
+        "mismatched": ("verify", "mismatched"),
+        "unverifiable": ("verify", "unverifiable"),
+    }
+    counts: dict[str, int] = {}
+    for name, (stage, key) in pick.items():
+        value = stages.get(stage, {}).get(key)
+        if isinstance(value, int):
+            counts[name] = value
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+async def run_job(
+    job: JobConfig,
+    *,
+    window: Window | None = None,
+    run_id: str | None = None,
+    dry_run: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] | None = None,
+    sleep: Sleep | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """One invocation of `aigw-feedback run`. See the module docstring for which window it takes.
+
+    ``now`` is the moment the invocation counts as happening (it decides the nightly window and the
+    run id); ``clock`` and ``sleep`` drive the request budget and retries. Both default to real time.
+    Raises LockHeldError (exit 4) if another run of this job and gateway is in progress.
+    """
+    redact(job.gateway.token)
+    job.gateway.require_token()
+    if run_id is not None and window is not None:
+        raise UsageError("--run continues a recorded run with its own window; leave out --window")
+    now = now or datetime.now(UTC)
+    data_dir = job.store.data_dir
+    with lock.run_lock(data_dir, job.name, job.gateway.gateway_id) as held:
+        async with open_client(job, transport=transport, clock=clock, sleep=sleep) as client:
+            runner = Runner(
+                job, client, held, dry_run=dry_run, progress=progress, now=now, sleep=sleep
+            )
+            if run_id is not None:
+                run = open_job_run(job, run_id)
+                record = history.get_run(data_dir, run_id)
+                return await runner.execute(run, mode=record.mode if record else "window")
+            if window is None and job.window.default.strip() != NIGHTLY_SPEC:
+                window = parse_window(
+                    job.window.default, now=now, lag_seconds=job.window.lag_seconds
+                )
+            if window is not None:
+                return await runner.execute(runner.new_run(window), mode="window")
+            return await runner.nightly()
+
+
+def open_job_run(job: JobConfig, run_id: str) -> RunInfo:
+    """A recorded run of this job and gateway (UsageError if it belongs to another)."""
+    run = store.open_run(job.store.data_dir, run_id)
+    if (run.job, run.gateway_id) != (job.name, job.gateway.gateway_id):
+        raise UsageError(
+            f"run {run_id} belongs to job {run.job!r} on gateway {run.gateway_id!r}, not to job "
+            f"{job.name!r} on gateway {job.gateway.gateway_id!r}"
+        )
+    return run
+
+
+def nightly_catch_up(job: JobConfig, now: datetime) -> Window:
+    """From the watermark to the end of the nightly window (just the nightly window without one).
+
+    A second nightly run on the same day (the watermark is already at the end) takes the nightly
+    window again: new CSV files in the inbox get applied, and what is already labeled is
+    ``unchanged`` in the plan, so it costs the extract and no PATCH.
+    """
+    nightly = nightly_window(now, job.window.lag_seconds)
+    mark = history.get_watermark(job.store.data_dir, job.name, job.gateway.gateway_id)
+    if mark is None or mark >= nightly.start:
+        return nightly
+    return Window(mark, nightly.end)
+
+
+class Runner:
+    """Runs the stages of one or more runs of a job over one client (one shared budget)."""
+
+    def __init__(
+        self,
+        job: JobConfig,
+        client: LogsClient,
+        held: lock.LockHolder,
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        now: datetime | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self.job = job
+        self.sleep = sleep
+        self.client = client
+        self.held = held
+        self.dry_run = dry_run
+        self.progress = progress
+        self.now = now or datetime.now(UTC)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.job.store.data_dir
+
+    def new_run(self, window: Window) -> RunInfo:
+        return store.create_run(
+            self.data_dir, self.job.name, self.job.gateway.gateway_id, window, now=self.now
+        )
+
+    async def nightly(self) -> RunResult:
+        """Finish the last nightly run if it did not end ok, then run from the watermark."""
+        previous: RunResult | None = None
+        unfinished = None if self.dry_run else self._unfinished_nightly()
+        if unfinished is not None:
+            log.info("run %s ended %s: finishing it first", unfinished.run_id, unfinished.status)
+            previous = await self.execute(open_job_run(self.job, unfinished.run_id), "nightly")
+            if previous.stopped:
+                return previous  # the cap is used up: nothing left for a new window
+        window = nightly_catch_up(self.job, self.now)
+        if window.duration.days > 1:
+            log.info("catching up %d days from the watermark: %s", window.duration.days, window)
+        run = self.new_run(window)
+        if not self.dry_run:
+            history.start_watermark(
+                self.data_dir,
+                run.job,
+                run.gateway_id,
+                window.start,
+                run_id=run.run_id,
+                now=datetime.now(UTC),
+            )
+        result = await self.execute(run, "nightly")
+        if previous is None:
+            return result
+        # The invocation is only ok if the run it finished first is ok too.
+        return replace(
+            result, previous=previous, exit_code=max(result.exit_code, previous.exit_code)
+        )
+
+    def _unfinished_nightly(self) -> history.RunRecord | None:
+        """The latest nightly run, if it should be finished before a new one starts.
+
+        A run stopped by a cap is always continued (it makes progress every night). One that
+        failed, crashed or ended with failed/unverified changes gets one automatic retry, so a
+        run that keeps failing cannot hold up every night after it.
+        """
+        last = history.list_runs(
+            self.data_dir,
+            job=self.job.name,
+            gateway_id=self.job.gateway.gateway_id,
+            mode="nightly",
+            limit=1,
+        )
+        if not last or last[0].status not in history.UNFINISHED:
+            return None
+        record = last[0]
+        if record.stopped or record.attempts < AUTO_RESUME_ATTEMPTS:
+            return record
+        log.warning(
+            "run %s is still %s after %d attempts; it is not resumed automatically any more "
+            "(finish it with: aigw-feedback run %s --run %s)",
+            record.run_id,
+            record.status,
+            record.attempts,
+            self.job.path,
+            record.run_id,
+        )
+        return None
+
+    async def execute(self, run: RunInfo, mode: str) -> RunResult:
+        """The stages of one run, skipping those already complete. Records it in the runs table."""
+        data_dir = self.data_dir
+        if self.dry_run and run.paths.stage_result("load").exists():
+            raise UsageError(
+                f"run {run.run_id} has already started writing; a dry run cannot plan it again. "
+                f"Continue it with: aigw-feedback run JOB --run {run.run_id}"
+            )
+        started = datetime.now(UTC)
+        t0 = time.monotonic()
+        requests0 = self.client.stats.requests
+        lock.note_run(data_dir, self.held, run.run_id)
+        history.record_started(
+            data_dir,
+            run_id=run.run_id,
+            job=run.job,
+            gateway_id=run.gateway_id,
+            window=run.window,
+            mode=mode,
+            started_at=started,
+            created_at=run.created_at,
+        )
+        log.info("run %s: %s window %s", run.run_id, mode, run.window)
+        stages: dict[str, dict[str, Any]] = {}
+        skipped: list[str] = []
+        stopped: str | None = None
+        report: Path | None = None
+        try:
+            for stage in PLANNING_STAGES:
+                done = _read_result(run, stage)
+                if done is not None:
+                    stages[stage] = done
+                    skipped.append(stage)
+                    continue
+                stages[stage] = await self._stage(stage, run)
+            if self.dry_run:
+                status, code = "dry_run", 0
+            else:
+                stages["load"] = await self._load(run, int(stages["plan"].get("patch") or 0))
+                if stages["load"].get("stopped_early"):
+                    # The cap is used up: reading back now would only hit it again.
+                    stopped = str(stages["load"].get("stop_reason") or "the request cap")
+                elif self.job.verify.enabled:
+                    stages["verify"] = await self._verify(run)
+                status, code, report = self._report(run)
+        except BudgetExhausted as exc:
+            # A cap reached outside the load (extract, plan lookups, verify): stop cleanly.
+            stopped = str(exc)
+            status, code, report = self._report(run) if "load" in stages else ("partial", 1, None)
+        except BaseException as exc:
+            history.record_finished(
+                data_dir,
+                run.run_id,
+                status="failed",
+                counts=headline_counts(stages),
+                finished_at=datetime.now(UTC),
+                error=scrub(str(exc)) or type(exc).__name__,
+            )
+            raise
+        if stopped is not None:
+            status, code = "partial", 1
+        history.record_finished(
+            data_dir,
+            run.run_id,
+            status=status,
+            counts=headline_counts(stages),
+            finished_at=datetime.now(UTC),
+            stopped=stopped,
+        )
+        watermark = history.get_watermark(data_dir, run.job, run.gateway_id)
+        if status == "ok" and mode != "backfill":
+            watermark = history.advance_watermark(
+                data_dir,
+                run.job,
+                run.gateway_id,
+                run.window,
+                run_id=run.run_id,
+                now=datetime.now(UTC),
+                may_start=mode == "nightly",
+            )
+        result = RunResult(
+            run_id=run.run_id,
+            job=run.job,
+            gateway_id=run.gateway_id,
+            window=run.window,
+            mode=mode,
+            status=status,
+            exit_code=code,
+            stages=stages,
+            skipped=tuple(skipped),
+            stopped=stopped,
+            watermark=watermark,
+            report=report,
+            requests=self.client.stats.requests - requests0,
+            seconds=time.monotonic() - t0,
+            counts=headline_counts(stages),
+        )
+        log.info("run %s: %s", run.run_id, status)
+        return result
+
+    async def _stage(self, stage: str, run: RunInfo) -> dict[str, Any]:
+        log.debug("%s: starting", stage)
+        if stage == "extract":
+            ex = await extract(
+                self.job, run.window, client=self.client, progress=self.progress, run=run
+            )
+            data = ex.to_json()
+        elif stage == "label":
+            # A dry run reads the CSV inbox without consuming it: the files stay for a real run.
+            result = await label(self.job, run, client=self.client, dry_run=self.dry_run)
+            data = result.to_json()
+        else:
+            data = (await plan(self.job, run, client=self.client)).to_json()
+        _log_stage(stage, data)
+        return data
+
+    async def _load(self, run: RunInfo, planned: int) -> dict[str, Any]:
+        progress = self.progress or Progress(enabled=False)
+        rate = self.job.budget.rate_per_second
+        with progress.task("load", total=planned, unit="changes", budget_per_s=rate) as task:
+            seen = [0, 0]
+
+            def advance(snapshot: LoadProgress) -> None:
+                task.advance(snapshot.done - seen[0], requests=snapshot.sent_now - seen[1])
+                seen[:] = [snapshot.done, snapshot.sent_now]
+
+            result = await load(self.job, run, client=self.client, progress=advance)
+        _log_stage("load", result.to_json())
+        return result.to_json()
+
+    async def _verify(self, run: RunInfo) -> dict[str, Any]:
+        if self.sleep is None:
+            result = await verify(self.job, run, client=self.client)
+        else:
+            result = await verify(self.job, run, client=self.client, sleep=self.sleep)
+        _log_stage("verify", result.to_json())
+        return result.to_json()
+
+    def _report(self, run: RunInfo) -> tuple[str, int, Path | None]:
+        report = build_report(self.job, run)
+        return report.status, exit_code_for(report), report.paths.get("html")
+
+
+def _log_stage(stage: str, data: dict[str, Any]) -> None:
+    for line in stage_lines({stage: data}):
+        log.info("%s", line)
+
+
+def _read_result(run: RunInfo, stage: str) -> dict[str, Any] | None:
+    path = run.paths.stage_result(stage)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _human(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
