@@ -153,7 +153,7 @@ async def label(
     logs = read_window_logs(job, run)
     outputs: list[tuple[Labeler, LabelerOutput]] = []
     for labeler in build_labelers(job, run, consume_inbox=not dry_run):
-        labeled = _labeled(logs, [o for _, o in outputs]) if labeler.kind == "external" else None
+        labeled = _labeled([o for _, o in outputs]) if labeler.kind == "external" else None
         context = LabelContext(run.run_id, now, labeled, client)
         outputs.append((labeler, await labeler.label(logs, context)))
     frames = [o.labels for _, o in outputs]
@@ -201,16 +201,10 @@ async def label(
     return result
 
 
-def _labeled(logs: pl.DataFrame, outputs: list[LabelerOutput]) -> pl.Series:
-    """Ids of the window's logs that earlier labelers labeled (via `_row` where they give it)."""
-    mask = pl.zeros(logs.height, pl.Boolean, eager=True)
-    ids = [pl.Series("id", [], dtype=pl.String)]
-    for output in outputs:
-        if ROW in output.labels.columns:
-            mask = mask.scatter(output.labels[ROW], True)
-        else:
-            ids.append(output.labels["log_id"])
-    return pl.concat([logs["id"].filter(mask), *ids]).unique()
+def _labeled(outputs: list[LabelerOutput]) -> pl.Series:
+    """Ids of the logs that earlier labelers labeled (in the window or not)."""
+    ids = [pl.Series("log_id", [], dtype=pl.String), *(o.labels["log_id"] for o in outputs)]
+    return pl.concat(ids).unique()
 
 
 def build_labelers(job: JobConfig, run: RunInfo, *, consume_inbox: bool = True) -> list[Labeler]:
