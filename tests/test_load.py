@@ -225,7 +225,8 @@ def test_with_5xx_and_dropped_connections_nothing_is_lost(tmp_path: Path) -> Non
     every done change reads back, and the report's numbers add up."""
     from pipeline.emulator.server import running_emulator
     from pipeline.emulator.settings import EmulatorSettings
-    from pipeline.report import build_report, sums
+    from pipeline.report import build_report
+    from pipeline.report_render import sums
 
     logs = no_feedback_logs(200)
     settings = EmulatorSettings(

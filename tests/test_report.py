@@ -11,14 +11,8 @@ from loadkit import make_job, make_run, write_plan
 
 from pipeline import store
 from pipeline.config import JobConfig
-from pipeline.report import (
-    assemble,
-    build_report,
-    exit_code_for,
-    render_value,
-    report,
-    timeline_svg,
-)
+from pipeline.report import assemble, build_report, exit_code_for, report
+from pipeline.report_render import render_value, timeline_svg
 from pipeline.store import RunInfo
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
