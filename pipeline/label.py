@@ -34,7 +34,6 @@ from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.gateway.client import LogsClient
 from pipeline.labelers.base import (
-    ROW,
     Clock,
     LabelContext,
     Labeler,

@@ -49,6 +49,10 @@ class RequestBudget(Protocol):
         """Learn from a response: Ratelimit headers, and a 429's Retry-After (pause everyone)."""
         ...
 
+    def report(self, elapsed: float | None = None) -> dict[str, Any]:
+        """requests{total, budget_per_s, utilisation} for the report."""
+        ...
+
 
 class NoBudget:
     """No pacing at all: for tests of the client itself and for the emulator's own tools."""
@@ -59,6 +63,9 @@ class NoBudget:
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         return None
+
+    def report(self, elapsed: float | None = None) -> dict[str, Any]:
+        return {"total": None, "budget_per_s": None, "utilisation": None}
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,9 @@ class LogsClient:
         self.retry = retry or RetryPolicy()
         self.stats = ClientStats()
         self._http = httpx.AsyncClient(
-            base_url=gateway.base_url + gateway.logs_path,
+            # Paths are joined below: httpx would add a trailing slash to a base URL ending in /logs,
+            # and the API has no route for ".../logs/".
+            base_url=gateway.base_url,
             headers={"Authorization": f"Bearer {token.reveal()}"},
             transport=transport,
             timeout=timeout,
@@ -130,6 +139,9 @@ class LogsClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        close = getattr(self.budget, "close", None)
+        if callable(close):
+            close()
 
     # -- operations ------------------------------------------------------------------------
 
@@ -211,7 +223,9 @@ class LogsClient:
         async with self.budget.slot():
             self.stats.requests += 1
             try:
-                response = await self._http.request(method, path, params=params, json=json)
+                response = await self._http.request(
+                    method, self.gateway.logs_path + path, params=params, json=json
+                )
             except httpx.TransportError as exc:
                 raise TransportError(
                     f"{method} {self.gateway.gateway_id} logs{path}: {type(exc).__name__}: {exc}"

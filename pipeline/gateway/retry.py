@@ -47,7 +47,10 @@ class RetryPolicy:
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential_jitter(initial=self.initial_wait, max=self.max_wait),
+            # initial_wait * 2**(attempt-1), plus up to initial_wait of jitter, capped at max_wait.
+            wait=wait_exponential_jitter(
+                multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
+            ),
             retry=retry_if_exception_type((ServerError, TransportError)),
             sleep=self.sleep,
             before_sleep=before_sleep,

@@ -1,0 +1,508 @@
+"""Extract: every log of the window exactly once, in Parquet, whatever the API does meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import os
+import random
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from pipeline.cli import cli
+from pipeline.config import JobConfig
+from pipeline.emulator.server import running_emulator
+from pipeline.emulator.settings import EmulatorSettings
+from pipeline.errors import BudgetExhausted
+from pipeline.extract import ExtractResult, extract
+from pipeline.gateway import open_client
+from pipeline.progress import Progress
+from pipeline.schemas import LOG_SCHEMA
+from pipeline.store import log_files, partition_dir
+from pipeline.window import Window
+from tests.extractkit import (
+    DAY,
+    DAY_MS,
+    Emulator,
+    FakeTime,
+    Hooked,
+    extracted_ids,
+    logs_at,
+    make_job,
+)
+
+WINDOW = Window(DAY, DAY + timedelta(days=1))
+
+
+def run_extract(
+    job: JobConfig,
+    window: Window,
+    transport: Hooked,
+    *,
+    time: FakeTime | None = None,
+    progress: Progress | None = None,
+) -> ExtractResult:
+    async def go() -> ExtractResult:
+        clock = None if time is None else time
+        sleep = None if time is None else time.sleep
+        async with open_client(job, transport=transport, clock=clock, sleep=sleep) as client:
+            return await extract(job, window, client=client, progress=progress, clock=clock)
+
+    return asyncio.run(go())
+
+
+def spread(n: int, start_ms: int = DAY_MS, span_ms: int = 86_400_000, seed: int = 1) -> list[int]:
+    rng = random.Random(seed)
+    return sorted(rng.randrange(start_ms, start_ms + span_ms) for _ in range(n))
+
+
+def test_a_day_is_extracted_exactly_in_one_request_per_50_logs(tmp_path: Path) -> None:
+    """A quiet day of 1,234 logs costs about one request per 50 logs (each page fetches its last
+    millisecond again, plus one check) and lands in that day's partition, once each."""
+    stamps = spread(1234)
+    before, after = DAY_MS - 5, DAY_MS + 86_400_000  # just outside the window on both sides
+    emulator = Emulator(logs_at([before, *stamps, after]))
+    job = make_job(tmp_path)
+
+    result = run_extract(job, WINDOW, emulator.transport())
+
+    ids = extracted_ids(job)
+    assert sorted(ids) == sorted(emulator.ids(WINDOW))
+    assert len(ids) == len(set(ids)) == 1234
+    assert result.requests <= math.ceil(1234 / 49) + 3
+    assert result.complete and result.total_count == 1234 and result.note == ""
+    assert result.partitions == ("logs/gateway=demo-gateway/date=2026-11-01",)
+    data = result.to_json()
+    assert {"logs", "requests", "partitions"} <= set(data) and data["logs"] == 1234
+
+
+def test_files_have_the_log_schema_and_keep_every_field(tmp_path: Path) -> None:
+    """Columns and types are exactly LOG_SCHEMA; metadata stays the API's JSON string; unknown
+    fields are kept in `extra`."""
+    emulator = Emulator(logs_at(spread(120)))
+    job = make_job(tmp_path)
+    run_extract(job, WINDOW, emulator.transport())
+
+    [path] = log_files(job.store.data_dir, job.gateway.gateway_id)
+    table = pq.read_table(path)
+    assert table.schema.equals(LOG_SCHEMA)
+    rows = table.to_pylist()
+    stored = emulator.store.get("0123456789abcdef0123456789abcdef", "demo-gateway", rows[0]["id"])
+    assert stored is not None
+    with_meta = next(r for r in rows if r["metadata"] is not None)
+    assert isinstance(json.loads(with_meta["metadata"]), dict)
+    assert all(r["extracted_at"] is not None for r in rows)
+
+
+def test_thousands_of_logs_in_one_millisecond_are_all_found(tmp_path: Path) -> None:
+    """2,000 logs sharing one created_at, with neighbours on both sides, come out complete."""
+    tie = DAY_MS + 3_600_000
+    stamps = [tie] * 2000 + spread(300) + [tie - 1] * 70 + [tie + 1] * 60
+    emulator = Emulator(logs_at(stamps))
+    job = make_job(tmp_path)
+
+    result = run_extract(job, WINDOW, emulator.transport())
+
+    ids = extracted_ids(job)
+    assert len(ids) == len(set(ids)) == len(stamps)
+    assert set(ids) == set(emulator.ids(WINDOW))
+    assert result.complete and result.requests <= math.ceil(len(stamps) / 49) + 4
+
+
+def test_a_big_window_is_walked_by_several_requests_at_once(tmp_path: Path) -> None:
+    """With API latency, idle workers take over half of the busiest stretch: up to
+    budget.concurrency requests in flight, still every log exactly once."""
+    emulator = Emulator(logs_at(spread(6000)))
+    job = make_job(tmp_path, budget="requests_per_period = 100000\nconcurrency = 3")
+
+    result = run_extract(job, WINDOW, emulator.transport())
+
+    ids = extracted_ids(job)
+    assert len(ids) == len(set(ids)) == 6000
+    assert set(ids) == set(emulator.ids(WINDOW))
+    assert emulator.control.snapshot()["peak_concurrency"] == 3
+    assert result.complete and result.requests <= math.ceil(6000 / 49) + 8
+
+
+def test_window_edges_are_half_open_to_the_millisecond(tmp_path: Path) -> None:
+    """A log at the window's start is in, a log at its end is out, 1 ms either side too."""
+    start, end = DAY_MS + 1000, DAY_MS + 2000
+    emulator = Emulator(logs_at([start - 1, start, start + 1, end - 1, end, end + 1]))
+    job = make_job(tmp_path)
+    window = Window(DAY + timedelta(seconds=1), DAY + timedelta(seconds=2))
+
+    result = run_extract(job, window, emulator.transport())
+
+    assert sorted(extracted_ids(job)) == sorted(emulator.ids(window))
+    assert result.logs == 3
+
+
+def test_extra_filters_from_the_job_go_to_the_api(tmp_path: Path) -> None:
+    """[[extract.filters]] narrow what is extracted: the API does the filtering."""
+    emulator = Emulator(logs_at(spread(400)))
+    job = make_job(
+        tmp_path, extra='[[extract.filters]]\nkey = "success"\noperator = "eq"\nvalue = [false]\n'
+    )
+    transport = emulator.transport()
+
+    result = run_extract(job, WINDOW, transport)
+
+    failed = {i for i in emulator.ids(WINDOW) if not emulator.store.get(*_gw(), i)["success"]}
+    assert failed and set(extracted_ids(job)) == failed
+    assert result.logs == len(failed)
+    sent = json.loads(transport.requests[0].url.params["filters"])
+    assert {"key": "success", "operator": "eq", "value": [False]} in sent
+
+
+def _gw() -> tuple[str, str]:
+    return "0123456789abcdef0123456789abcdef", "demo-gateway"
+
+
+# ---------------------------------------------------------------------------------------------
+# Logs changing while the client pages
+
+
+CHURN = st.tuples(st.integers(0, 3), st.integers(0, 3))  # (inserted, deleted) per list request
+
+
+@dataclass
+class Churned:
+    emulator: Emulator
+    window: Window
+    result: ExtractResult
+    ids: list[str]  # extracted, duplicates included
+    at_start: set[str]  # in the window before the extract
+    inserted: set[str]  # logs inserted while it ran
+
+
+def churning_extract(
+    tmp_path: Path,
+    data: st.DataObject,
+    *,
+    n: int,
+    spread_ms: int,
+    churn: tuple[int, int],
+    per_page: int,
+    churn_ends: int | None,
+    observable: bool,
+) -> Churned:
+    """Extract a generated dataset while the emulator inserts and deletes logs.
+
+    The emulator's churn inserts logs dated anywhere in the stored range (so also behind the
+    client's position) and deletes random ones; on top, a few requests get logs inserted into the
+    millisecond most logs share, and up to 3 logs of the window deleted. Everything stops at list
+    request `churn_ends` (None: half-way through the data's pages, so the change happens while
+    paging).
+
+    `observable`: every change moves the window's count the same way (the window holds every log,
+    and each event adds more than it deletes, or each deletes more), so counts can see it; see
+    the extract module's docstring for the changes no count can see.
+    """
+    base = DAY_MS + 10_000
+    stamps = sorted(data.draw(st.lists(st.integers(0, spread_ms), min_size=n, max_size=n)))
+    emulator = Emulator(logs_at([base + s for s in stamps], seed=n))
+    sign = (churn[0] > churn[1]) - (churn[0] < churn[1]) or 1
+    if observable or data.draw(st.booleans()):  # the whole dataset: large windows come up often
+        lo, hi = -2, spread_ms + 3
+    else:
+        lo = data.draw(st.integers(-2, spread_ms + 2))
+        hi = data.draw(st.integers(lo + 1, spread_ms + 3))
+    window = Window(
+        DAY + timedelta(milliseconds=10_000 + lo), DAY + timedelta(milliseconds=10_000 + hi)
+    )
+    if churn_ends is None:
+        churn_ends = len(emulator.ids(window)) // per_page // 2
+    tie_ms = base + (max(set(stamps), key=stamps.count) if stamps else 0)
+    extra_at = data.draw(st.sets(st.integers(0, max(churn_ends - 1, 0)), max_size=3))
+    rng = random.Random(n)
+    at_start = set(emulator.ids(window))
+    inserted: set[str] = set()
+
+    def before_list(k: int) -> None:
+        if k == 0 and churn_ends:
+            emulator.control.configure(
+                churn_insert_per_list=churn[0], churn_delete_per_list=churn[1]
+            )
+        if k == churn_ends:
+            emulator.control.configure(churn_insert_per_list=0, churn_delete_per_list=0)
+        if k in extra_at and k < churn_ends:
+            ids = emulator.ids(window)
+            deletes = min(len(ids), 3)
+            if not observable:
+                adds = rng.randint(1, 60)
+            elif sign > 0:
+                adds = deletes + rng.randint(1, 57)
+            else:
+                adds = rng.randint(0, max(deletes - 1, 0))
+            tied = logs_at([tie_ms] * adds, seed=k + n)
+            inserted.update(log["id"] for log in tied)
+            emulator.store.insert_logs(*_gw(), tied)
+            emulator.store.delete_ids(*_gw(), rng.sample(ids, deletes))
+
+    job = make_job(tmp_path, extra=f"[extract]\nper_page = {per_page}\n")
+    result = run_extract(job, window, emulator.transport(before_list))
+    inserted.update(emulator.control.churned()["inserted"])
+    return Churned(emulator, window, result, extracted_ids(job), at_start, inserted)
+
+
+PROPERTY = settings(
+    max_examples=int(os.environ.get("EXTRACT_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@PROPERTY
+@given(
+    data=st.data(),
+    n=st.integers(0, 600),
+    spread_ms=st.integers(1, 4_000),
+    churn=CHURN.filter(lambda c: c[0] != c[1] or c == (0, 0)),
+    per_page=st.sampled_from([7, 20, 50]),
+)
+def test_property_every_log_exactly_once_despite_ties_and_churn_while_paging(
+    tmp_path_factory: pytest.TempPathFactory,
+    data: st.DataObject,
+    n: int,
+    spread_ms: int,
+    churn: tuple[int, int],
+    per_page: int,
+) -> None:
+    """Whatever the data (many ties) and however logs come and go while the client pages (inserted
+    behind its position too), the extract holds exactly the logs in the window when it ends, each
+    once. (Changes that move the window's count, as real arrivals and deletions do; the test
+    below covers changes that no count shows.)"""
+    run = churning_extract(
+        tmp_path_factory.mktemp("prop"),
+        data,
+        n=n,
+        spread_ms=spread_ms,
+        churn=churn,
+        per_page=per_page,
+        churn_ends=None,
+        observable=True,
+    )
+    result, ids = run.result, run.ids
+    assert len(ids) == len(set(ids)), "duplicates"
+    assert set(ids) == set(run.emulator.ids(run.window))
+    assert result.complete and result.logs == len(ids)
+    churned = run.emulator.control.snapshot()["churn"]
+    event(f"churned {'some' if churned['inserted'] + churned['deleted'] else 'none'}")
+    event(f"reconcile rounds: {result.reconcile_rounds}")
+    event(f"ranges walked: {min(result.ranges, 3)}{'+' if result.ranges >= 3 else ''}")
+
+
+@PROPERTY
+@given(
+    data=st.data(),
+    n=st.integers(0, 300),
+    spread_ms=st.integers(1, 4_000),
+    churn=CHURN,
+    churn_ends=st.integers(0, 40),
+)
+def test_property_logs_that_stay_are_never_lost_even_when_churn_never_settles(
+    tmp_path_factory: pytest.TempPathFactory,
+    data: st.DataObject,
+    n: int,
+    spread_ms: int,
+    churn: tuple[int, int],
+    churn_ends: int,
+) -> None:
+    """When logs keep coming and going until the extract ends, it still never holds a duplicate,
+    never misses a log that was in the window throughout, and holds nothing that was never in it.
+    (An exact match needs changes that counts can see, and that stop: see the test above.)"""
+    run = churning_extract(
+        tmp_path_factory.mktemp("prop"),
+        data,
+        n=n,
+        spread_ms=spread_ms,
+        churn=churn,
+        per_page=50,
+        churn_ends=churn_ends,
+        observable=False,
+    )
+    ids = set(run.ids)
+    assert len(run.ids) == len(ids), "duplicates"
+    stayed = run.at_start & set(run.emulator.ids(run.window))
+    assert stayed <= ids, "a log that stayed in the window was missed"
+    assert ids <= run.at_start | run.inserted, "a log that was never in the window"
+
+
+def test_churn_that_never_stops_is_reported_not_hidden(tmp_path: Path) -> None:
+    """When logs keep changing on every request, the result says the extract may not match."""
+    emulator = Emulator(
+        logs_at(spread(600)),
+        EmulatorSettings(
+            rate_limit_requests=10**6,
+            latency_ms=1,
+            churn_insert_per_list=3,
+            churn_delete_per_list=1,
+        ),
+    )
+    job = make_job(tmp_path)
+
+    result = run_extract(job, WINDOW, emulator.transport())
+
+    ids = extracted_ids(job)
+    assert len(ids) == len(set(ids))
+    assert not result.complete
+    assert "extract again" in result.note
+    assert abs(len(ids) - len(emulator.ids(WINDOW))) <= 20
+
+
+# ---------------------------------------------------------------------------------------------
+# Rate limits and faults
+
+
+def test_a_429_block_mid_extract_pauses_then_finishes_with_everything(tmp_path: Path) -> None:
+    """Someone else uses up the token mid-extract: the 429 pauses the job for the whole 5-minute
+    block (fake time), then it finishes and nothing is missing."""
+    time = FakeTime()
+    settings_ = EmulatorSettings(rate_limit_requests=60, rate_limit_window=10.0, block_seconds=300)
+    emulator = Emulator(logs_at(spread(1500)), settings_, clock=time, sleep=time.sleep)
+    job = make_job(tmp_path, budget="requests_per_period = 60\nperiod = 10")
+
+    def before_list(k: int) -> None:
+        if k == 10:  # another client of the token spends what is left of the window
+            while emulator.control.limiter.hit("demo-read-token", 60, 10.0, 300).remaining:
+                pass
+
+    started = time.now
+    result = run_extract(job, WINDOW, emulator.transport(before_list), time=time)
+
+    assert sorted(extracted_ids(job)) == sorted(emulator.ids(WINDOW))
+    assert result.complete and result.logs == 1500
+    assert emulator.control.limiter.rejected == 1, "one 429, then the job waited out the block"
+    assert time.now - started >= 300
+
+
+def test_server_errors_and_dropped_connections_lose_nothing(tmp_path: Path) -> None:
+    """With 5% 5xx answers and 5% dropped connections, the extract finishes with every log."""
+    emulator = Emulator(
+        logs_at(spread(2000)),
+        EmulatorSettings(
+            rate_limit_requests=10**6, latency_ms=1, error_rate=0.05, drop_rate=0.05, seed=7
+        ),
+    )
+    job = make_job(tmp_path)
+    time = FakeTime()
+
+    result = run_extract(job, WINDOW, emulator.transport(), time=time)
+
+    ids = extracted_ids(job)
+    assert len(ids) == len(set(ids)) == 2000
+    assert set(ids) == set(emulator.ids(WINDOW))
+    faults = emulator.control.snapshot()["faults"]
+    assert faults["server_errors"] > 0 and faults["dropped"] > 0
+    assert result.requests > math.ceil(2000 / 50)
+
+
+# ---------------------------------------------------------------------------------------------
+# Partitions on disk
+
+
+def test_re_extracting_replaces_the_window_and_keeps_the_rest_of_a_partial_day(
+    tmp_path: Path,
+) -> None:
+    """A second extract of 06:00-12:00 replaces those hours (deleted logs go), and the rows of the
+    same day outside the window, from the first extract, stay."""
+    emulator = Emulator(logs_at(spread(800)))
+    job = make_job(tmp_path)
+    run_extract(job, WINDOW, emulator.transport())
+    morning = Window(DAY + timedelta(hours=6), DAY + timedelta(hours=12))
+    gone = emulator.ids(morning)[:10]
+    emulator.store.delete_ids(*_gw(), gone)
+
+    result = run_extract(job, morning, emulator.transport())
+
+    ids = extracted_ids(job)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == set(emulator.ids(WINDOW))
+    assert not set(gone) & set(ids)
+    assert result.logs == len(emulator.ids(morning))
+    folder = partition_dir(job.store.data_dir, "demo-gateway", DAY.date())
+    assert not list(folder.parent.glob(".staging-*"))
+
+
+def test_a_day_without_logs_replaces_an_old_partition_with_an_empty_one(tmp_path: Path) -> None:
+    """Re-extracting a day whose logs were all deleted leaves an empty partition, not stale rows."""
+    emulator = Emulator(logs_at(spread(60)))
+    job = make_job(tmp_path)
+    run_extract(job, WINDOW, emulator.transport())
+    emulator.store.delete_ids(*_gw(), emulator.ids(WINDOW))
+
+    result = run_extract(job, WINDOW, emulator.transport())
+
+    assert result.logs == 0 and extracted_ids(job) == []
+    assert log_files(job.store.data_dir, "demo-gateway")  # the (empty) partition file is there
+
+
+def test_a_budget_cap_stops_the_extract_and_leaves_partitions_as_they_were(
+    tmp_path: Path,
+) -> None:
+    """Hitting --max-requests mid-extract raises BudgetExhausted; nothing half-written appears."""
+    emulator = Emulator(logs_at(spread(500)))
+    job = make_job(tmp_path, budget="requests_per_period = 100000\nmax_requests = 3")
+
+    with pytest.raises(BudgetExhausted):
+        run_extract(job, WINDOW, emulator.transport())
+
+    assert extracted_ids(job) == []
+    root = partition_dir(job.store.data_dir, "demo-gateway", DAY.date()).parent
+    assert not list(root.glob(".staging-*"))
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal(tmp_path: Path) -> None:
+    """Piped output gets plain progress lines with logs, requests and the budget."""
+    emulator = Emulator(logs_at(spread(200)))
+    job = make_job(tmp_path)
+    stream = io.StringIO()
+
+    run_extract(job, WINDOW, emulator.transport(), progress=Progress(True, stream, interval=0.0))
+
+    lines = stream.getvalue().splitlines()
+    assert len(lines) > 1
+    assert re.match(r"extract: 200 logs, \d+ requests, [\d.]+/s of [\d.]+/s budget", lines[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def test_the_extract_command_writes_partitions_and_says_what_it_did(tmp_path: Path) -> None:
+    """`aigw-feedback extract JOB --window ...` against the emulator over HTTP: a one-line summary,
+    exit 0, the day's partition on disk; JSON with --log-format json."""
+    with running_emulator(logs=logs_at(spread(300))) as server:
+        job = make_job(tmp_path, base_url=server.base_url)
+        runner = CliRunner()
+        env = {"CLOUDFLARE_API_TOKEN": server.read_token}
+        args = ["extract", str(job.path), "--window", "2026-11-01", "--quiet"]
+        text = runner.invoke(cli, args, env=env)
+        as_json = runner.invoke(cli, [*args, "--log-format", "json"], env=env)
+
+    assert text.exit_code == 0, text.output
+    assert "300 logs in" in text.output and "date=2026-11-01" in text.output
+    assert as_json.exit_code == 0 and json.loads(as_json.output)["logs"] == 300
+    assert len(extracted_ids(job)) == 300
+
+
+def test_a_bad_window_is_a_usage_error_with_examples(tmp_path: Path) -> None:
+    """A typo in --window exits 2 and shows what a window looks like; nothing is requested."""
+    job = make_job(tmp_path)
+    result = CliRunner().invoke(
+        cli,
+        ["extract", str(job.path), "--window", "2026-11-31"],
+        env={"CLOUDFLARE_API_TOKEN": "t"},
+    )
+    assert result.exit_code == 2
+    assert "2026-11-01..2026-11-07" in result.output
