@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.store import state_db
-from pipeline.window import Window
+from pipeline.window import Window, iso
 
 STATUSES = ("running", "ok", "partial", "failed", "dry_run")
 MODES = ("nightly", "window", "backfill")
@@ -59,10 +59,6 @@ _SCHEMA = (
     )
     """,
 )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _dt(text: str) -> datetime:
@@ -104,13 +100,13 @@ class RunRecord:
             "run_id": self.run_id,
             "job": self.job,
             "gateway_id": self.gateway_id,
-            "window": {"start": _iso(self.window.start), "end": _iso(self.window.end)},
+            "window": {"start": iso(self.window.start), "end": iso(self.window.end)},
             "mode": self.mode,
             "status": self.status,
             "counts": self.counts,
-            "created_at": _iso(self.created_at) if self.created_at else None,
-            "started_at": _iso(self.started_at) if self.started_at else None,
-            "finished_at": _iso(self.finished_at) if self.finished_at else None,
+            "created_at": iso(self.created_at) if self.created_at else None,
+            "started_at": iso(self.started_at) if self.started_at else None,
+            "finished_at": iso(self.finished_at) if self.finished_at else None,
             "seconds": self.seconds,
             "attempts": self.attempts,
             "error": self.error,
@@ -167,11 +163,11 @@ def record_started(
                 run_id,
                 job,
                 gateway_id,
-                _iso(window.start),
-                _iso(window.end),
+                iso(window.start),
+                iso(window.end),
                 mode,
-                _iso(created_at or started_at),
-                _iso(started_at),
+                iso(created_at or started_at),
+                iso(started_at),
             ),
         )
 
@@ -193,7 +189,7 @@ def record_finished(
         db.execute(
             "UPDATE runs SET status = ?, counts = ?, finished_at = ?, error = ?, stopped = ? "
             "WHERE run_id = ?",
-            (status, json.dumps(counts, sort_keys=True), _iso(finished_at), error, stopped,
+            (status, json.dumps(counts, sort_keys=True), iso(finished_at), error, stopped,
              run_id),
         )  # fmt: skip
 
@@ -228,7 +224,7 @@ def list_runs(
         args.append(mode)
     if window is not None:
         where.append("window_start = ? AND window_end = ?")
-        args += [_iso(window.start), _iso(window.end)]
+        args += [iso(window.start), iso(window.end)]
     sql = f"SELECT {_COLUMNS} FROM runs"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -268,7 +264,7 @@ def start_watermark(
         db.execute(
             "INSERT INTO watermarks (job, gateway_id, position, run_id, updated_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job, gateway_id) DO NOTHING",
-            (job, gateway_id, _iso(position), run_id, _iso(now)),
+            (job, gateway_id, iso(position), run_id, iso(now)),
         )
         row = db.execute(
             "SELECT position FROM watermarks WHERE job = ? AND gateway_id = ?", (job, gateway_id)
@@ -308,7 +304,7 @@ def advance_watermark(
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job, gateway_id) DO UPDATE SET "
                     "position = excluded.position, run_id = excluded.run_id, "
                     "updated_at = excluded.updated_at",
-                    (job, gateway_id, _iso(window.end), run_id, _iso(now)),
+                    (job, gateway_id, iso(window.end), run_id, iso(now)),
                 )
                 current = window.end
             db.execute("COMMIT")
@@ -388,7 +384,7 @@ def runs_table(
         elif r.stopped and r.status == "partial":
             lines.append(f"{r.run_id}: stopped early: {r.stopped}")
     for job, gateway_id, position in watermarks or []:
-        lines.append(f"watermark {job} on {gateway_id}: {_iso(position)}")
+        lines.append(f"watermark {job} on {gateway_id}: {iso(position)}")
     return "\n".join(lines)
 
 

@@ -55,7 +55,7 @@ from pipeline.progress import Progress
 from pipeline.report import build_report, exit_code_for
 from pipeline.store import RunInfo
 from pipeline.verify import verify
-from pipeline.window import Window, nightly_window, parse_window
+from pipeline.window import Window, iso, nightly_window, parse_window
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,13 @@ class RunResult:
             "run_id": self.run_id,
             "job": self.job,
             "gateway_id": self.gateway_id,
-            "window": {"start": _iso(self.window.start), "end": _iso(self.window.end)},
+            "window": {"start": iso(self.window.start), "end": iso(self.window.end)},
             "mode": self.mode,
             "status": self.status,
             "exit_code": self.exit_code,
             "skipped": list(self.skipped),
             "stopped": self.stopped,
-            "watermark": _iso(self.watermark) if self.watermark else None,
+            "watermark": iso(self.watermark) if self.watermark else None,
             "report": str(self.report) if self.report else None,
             "requests": self.requests,
             "seconds": round(self.seconds, 3),
@@ -126,7 +126,7 @@ class RunResult:
         lines += [f"  {line}" for line in stage_lines(self.stages)]
         lines.append(f"status {self.status}: {_status_text(self)}")
         if self.watermark is not None and self.mode != "backfill":
-            lines.append(f"watermark {_iso(self.watermark)}")
+            lines.append(f"watermark {iso(self.watermark)}")
         if self.report is not None:
             lines.append(f"report {self.report}")
         return "\n".join(lines)
@@ -544,10 +544,6 @@ def _read_result(run: RunInfo, stage: str) -> dict[str, Any] | None:
     except (FileNotFoundError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _human(seconds: float) -> str:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import StageError
-from pipeline.window import Window
+from pipeline.window import Window, iso, parse_iso
 
 STATE_FILE = "state.sqlite"
 
@@ -157,17 +157,9 @@ class RunInfo:
             "run_id": self.run_id,
             "job": self.job,
             "gateway_id": self.gateway_id,
-            "window": {"start": _iso(self.window.start), "end": _iso(self.window.end)},
-            "created_at": _iso(self.created_at),
+            "window": {"start": iso(self.window.start), "end": iso(self.window.end)},
+            "created_at": iso(self.created_at),
         }
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def runs_dir(data_dir: Path) -> Path:
@@ -200,13 +192,13 @@ def open_run(data_dir: Path, run_id: str) -> RunInfo:
         raise StageError(
             f"no run {run_id!r} in {data_dir}; `aigw-feedback runs --data-dir {data_dir}` lists them"
         ) from None
-    window = Window(_parse_iso(raw["window"]["start"]), _parse_iso(raw["window"]["end"]))
+    window = Window(parse_iso(raw["window"]["start"]), parse_iso(raw["window"]["end"]))
     return RunInfo(
         run_id=raw["run_id"],
         job=raw["job"],
         gateway_id=raw["gateway_id"],
         window=window,
-        created_at=_parse_iso(raw["created_at"]),
+        created_at=parse_iso(raw["created_at"]),
         paths=paths,
     )
 

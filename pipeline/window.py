@@ -47,7 +47,7 @@ class Window:
         return self.end - self.start
 
     def __str__(self) -> str:
-        return f"{_iso(self.start)}..{_iso(self.end)}"
+        return f"{iso(self.start)}..{iso(self.end)}"
 
     def __contains__(self, moment: object) -> bool:
         return isinstance(moment, datetime) and self.start <= moment < self.end
@@ -155,8 +155,14 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
+    """UTC ISO-8601 with a Z: seconds, or milliseconds where the moment has them."""
     moment = moment.astimezone(UTC)
     if moment.microsecond:
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> datetime:
+    """The inverse of `iso` (also accepts +00:00 offsets)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
