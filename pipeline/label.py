@@ -23,6 +23,7 @@ Labels for logs outside the window (old logs named in a CSV) are kept; the plan 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,7 @@ class LabelResult:
     requests: int
     errors: tuple[str, ...] = ()
     paths: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +99,7 @@ class LabelResult:
             "rules": self.rules,
             "external": self.external,
             "requests": self.requests,
+            "seconds": self.seconds,
             "errors": list(self.errors),
             "paths": self.paths,
         }
@@ -149,6 +152,7 @@ async def label(
     labeler is reported in `errors`; the other labelers' labels still count. `dry_run` reads the
     CSV inbox without consuming it (files stay for the next real run)."""
     now = (clock or utc_now)()
+    started = time.monotonic()
     logs = read_window_logs(job, run)
     outputs: list[tuple[Labeler, LabelerOutput]] = []
     for labeler in build_labelers(job, run, consume_inbox=not dry_run):
@@ -190,6 +194,7 @@ async def label(
         external=external,
         requests=int((external or {}).get("requests", 0)),
         errors=errors,
+        seconds=round(time.monotonic() - started, 3),
         paths={
             "labels": str(run.paths.labels),
             "chosen": str(run.paths.chosen),
