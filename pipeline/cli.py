@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from pipeline.cli_options import (
+    data_dir_option,
     job_options,
     job_with_overrides,
     output_options,
@@ -76,20 +77,28 @@ def main() -> None:
 # -- plan / load / verify / report ------------------------------------------------------------
 
 
-def _stage_job(job_file: str, **overrides: Any) -> Any:
-    from pathlib import Path
-
-    from pipeline.config import load_job
-
-    return load_job(Path(job_file)).with_overrides(**overrides)
-
-
 def _stage_options(fn: Any) -> Any:
-    """JOB, --run, --data-dir, --base-url: what every per-run stage command takes."""
-    fn = click.option("--base-url", help="Logs API base URL (e.g. the emulator's).")(fn)
-    fn = click.option("--data-dir", type=click.Path(file_okay=False), help="Override [store].")(fn)
-    fn = click.option("--run", "run_id", required=True, help="The run (aigw-feedback runs).")(fn)
+    """JOB --run RUN_ID, the shared job options and output options: every per-run stage command."""
+    fn = click.pass_context(fn)
+    fn = output_options(fn)
+    fn = job_options(fn)
+    fn = click.option(
+        "--run",
+        "run_id",
+        required=True,
+        metavar="RUN_ID",
+        help="The run (see `aigw-feedback runs`).",
+    )(fn)
     return click.argument("job_file", metavar="JOB", type=click.Path(dir_okay=False))(fn)
+
+
+def _stage_setup(ctx: click.Context, job_file: str, run_id: str, options: dict[str, Any]) -> Any:
+    """(job, run, progress) for a stage command: output set up, overrides applied, run opened."""
+    from pipeline.run import open_job_run
+
+    progress = setup_output(ctx, **pop_output(options))
+    job = job_with_overrides(job_file, **options)
+    return job, open_job_run(job, run_id), progress
 
 
 def _with_client(job: Any, stage: Any) -> Any:
@@ -104,21 +113,9 @@ def _with_client(job: Any, stage: Any) -> Any:
     return asyncio.run(go())
 
 
-def _open(job: Any, run_id: str) -> Any:
-    from pipeline.run import open_job_run
-
-    return open_job_run(job, run_id)
-
-
-def _data_dir(value: str | None) -> Any:
-    from pathlib import Path
-
-    return None if value is None else Path(value)
-
-
 @cli.command("plan")
 @_stage_options
-def plan_command(job_file: str, run_id: str, data_dir: str | None, base_url: str | None) -> None:
+def plan_command(ctx: click.Context, /, job_file: str, run_id: str, **options: Any) -> None:
     """Work out the exact PATCHes for a run's labels, and what they will cost.
 
     Writes plan.parquet in the run folder and prints the counts (patch, unchanged, kept, not
@@ -130,26 +127,14 @@ def plan_command(job_file: str, run_id: str, data_dir: str | None, base_url: str
     """
     from pipeline.plan import plan
 
-    job = _stage_job(job_file, data_dir=_data_dir(data_dir), base_url=base_url)
-    run = _open(job, run_id)
+    job, run, _ = _stage_setup(ctx, job_file, run_id, options)
     result = _with_client(job, lambda client: plan(job, run, client=client))
     click.echo(result.summary())
 
 
 @cli.command("load")
 @_stage_options
-@click.option("--max-requests", type=click.IntRange(min=1), help="Stop cleanly after N requests.")
-@click.option("--max-duration", metavar="DUR", help="Stop cleanly after DUR (e.g. 20m, 2h).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output, only the summary.")
-def load_command(
-    job_file: str,
-    run_id: str,
-    data_dir: str | None,
-    base_url: str | None,
-    max_requests: int | None,
-    max_duration: str | None,
-    quiet: bool,
-) -> None:
+def load_command(ctx: click.Context, /, job_file: str, run_id: str, **options: Any) -> None:
     """Send a run's planned PATCHes within the budget; resumable.
 
     Every PATCH is journaled in state.sqlite: the same command again continues where a crash or a
@@ -162,25 +147,10 @@ def load_command(
       aigw-feedback load jobs/nightly.toml --run 20261102T011500Z-nightly-3f2a
       aigw-feedback load jobs/backfill.toml --run 20261102T011500Z-backfill-9c1d --max-duration 2h
     """
-    from pipeline.config import parse_duration
-    from pipeline.errors import UsageError
     from pipeline.load import LoadProgress, load, read_patches
-    from pipeline.progress import Progress
 
-    try:
-        seconds = parse_duration(max_duration) if max_duration is not None else None
-    except ValueError as exc:
-        raise UsageError(f"--max-duration: {exc}") from None
-    job = _stage_job(
-        job_file,
-        data_dir=_data_dir(data_dir),
-        base_url=base_url,
-        max_requests=max_requests,
-        max_duration_seconds=seconds,
-    )
-    run = _open(job, run_id)
+    job, run, progress = _stage_setup(ctx, job_file, run_id, options)
     total = read_patches(run).height
-    progress = Progress(enabled=not quiet)
     with progress.task(
         "load", total=total, unit="changes", budget_per_s=job.budget.rate_per_second
     ) as task:
@@ -197,7 +167,7 @@ def load_command(
 
 @cli.command("verify")
 @_stage_options
-def verify_command(job_file: str, run_id: str, data_dir: str | None, base_url: str | None) -> None:
+def verify_command(ctx: click.Context, /, job_file: str, run_id: str, **options: Any) -> None:
     """Read back every change a run's load applied and compare it with what was sent.
 
     Reads in batches of 50 (one list request each), re-checks mismatches after the job's
@@ -210,8 +180,7 @@ def verify_command(job_file: str, run_id: str, data_dir: str | None, base_url: s
     """
     from pipeline.verify import verify
 
-    job = _stage_job(job_file, data_dir=_data_dir(data_dir), base_url=base_url)
-    run = _open(job, run_id)
+    job, run, _ = _stage_setup(ctx, job_file, run_id, options)
     result = _with_client(job, lambda client: verify(job, run, client=client))
     click.echo(result.summary())
     if not result.ok:
@@ -718,7 +687,7 @@ def emulator_serve_command(
 
 @cli.command("label")
 @_stage_options
-def label_command(job_file: str, run_id: str, data_dir: str | None, base_url: str | None) -> None:
+def label_command(ctx: click.Context, /, job_file: str, run_id: str, **options: Any) -> None:
     """Label a run's logs: analysts' CSV inbox, rules, external labeler; choose by precedence.
 
     Reads the run window's extracted logs and writes labels.parquet (one row per log and source),
@@ -735,8 +704,7 @@ def label_command(job_file: str, run_id: str, data_dir: str | None, base_url: st
 
     from pipeline.label import label
 
-    job = _stage_job(job_file, data_dir=_data_dir(data_dir), base_url=base_url)
-    run = _open(job, run_id)
+    job, run, _ = _stage_setup(ctx, job_file, run_id, options)
     external = job.labels.external
     if external.enabled and external.fetch_heads:
         result = _with_client(job, lambda client: label(job, run, client=client))
@@ -755,7 +723,7 @@ def label_command(job_file: str, run_id: str, data_dir: str | None, base_url: st
 @click.option("--stratify-by", metavar="COL", help="Spread evenly over a column or metadata.<key>.")
 @click.option("--window", metavar="SPEC", help="Only these days (default: all extracted logs).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same sample.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Override [store].")
+@data_dir_option
 def sample_command(
     job_file: str,
     n: int,
@@ -782,7 +750,7 @@ def sample_command(
 
     from pipeline.sample import sample
 
-    job = _stage_job(job_file, data_dir=_data_dir(data_dir))
+    job = job_with_overrides(job_file, data_dir=data_dir)
     result = sample(
         job,
         n=n,

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
-from tests.runkit import D0, TOKEN_ENV, emulator, write_job
+from tests.runkit import D0, TOKEN_ENV, admin, emulator, write_job
 
 SECRET = "sk-test-SECRET-token-0f9e8d7c"
 
@@ -175,3 +175,24 @@ def test_backfill_command_reports_each_day_and_exits_by_completeness(tmp_path: P
     assert "Run the same command again" in capped.stdout
     assert again.exit_code == 0, again.output
     assert "3 of 3 days verified" in again.stdout
+
+
+def test_a_dry_run_can_be_finished_one_stage_command_at_a_time(tmp_path: Path) -> None:
+    """`run --dry-run`, then `label`, `plan`, `load`, `verify`, `report` on its run id apply and
+    verify every planned change, exactly as `run` would."""
+    with emulator(days=1) as emu:
+        job = str(write_job(tmp_path, emu.base_url))
+        dry = invoke(["run", job, "--window", str(D0.date()), "--dry-run", "-q"], emu.edit_token)
+        assert dry.exit_code == 0, dry.output
+        (run_dir,) = (tmp_path / "data" / "runs").iterdir()
+        run_id = run_dir.name
+        for stage in ("extract", "label", "plan", "load", "verify"):
+            result = invoke([stage, job, "--run", run_id, "-q"], emu.edit_token)
+            assert result.exit_code == 0, f"{stage}: {result.output}"
+        patched = sum(admin(emu, "patches")["by_log"].values())
+    report = invoke(["report", run_id, "--format", "json", "--data-dir", str(tmp_path / "data")])
+    assert report.exit_code == 0, report.output
+    data = json.loads(report.stdout)
+    assert data["status"] == "ok"
+    assert data["load"]["patched"] == data["plan"]["patch"] == data["verify"]["verified"] == patched
+    assert patched > 0
