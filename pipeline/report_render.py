@@ -275,6 +275,21 @@ def render_value(value: Any, depth: int = 0) -> Markup:
     return esc(value)
 
 
+def render_analysis(analysis: Any) -> Markup:
+    """The label analysis: its plain numbers in one table, then each per-source table full width."""
+    if not isinstance(analysis, Mapping):
+        return render_value(analysis)
+    plain = {k: v for k, v in analysis.items() if not isinstance(v, Mapping | list)}
+    parts: list[Markup] = [render_value(plain)] if plain else []
+    for key, value in analysis.items():
+        if key not in plain:
+            parts += [
+                el("h3", key.replace("_", " ")),
+                el("div", render_value(value), class_="wide"),
+            ]
+    return el("div", *parts)
+
+
 def timeline_svg(timeline: Sequence[Sequence[int]], budget: float | None) -> Markup:
     """PATCH calls per second over the load, against the budget line. Inline SVG, no script."""
     if not timeline:
@@ -344,7 +359,11 @@ h2{font-size:17px;margin:28px 0 8px}
 .num span{color:#667;font-size:13px}
 table{border-collapse:collapse;width:100%;background:#fff;margin:6px 0;font-size:14px}
 th,td{border:1px solid #e2e5ea;padding:4px 8px;text-align:left;vertical-align:top;word-break:break-word}
-th{background:#f0f2f5}
+th{background:#f0f2f5;word-break:normal}
+h3{font-size:15px;margin:16px 0 4px}
+.wide{overflow-x:auto}
+.wide table{width:auto}
+.wide td,.wide th{white-space:nowrap}
 table.kv th{width:28%}
 .sum-ok::before{content:"✓ ";color:#1f8a4c;font-weight:700}
 .sum-bad::before{content:"✗ ";color:#c0392b;font-weight:700}
@@ -473,7 +492,7 @@ def render_html(data: Mapping[str, Any], extras: Extras) -> str:
         )
     if extras.analysis is not None:
         body.append(el("h2", "Label analysis"))
-        body.append(render_value(extras.analysis))
+        body.append(render_analysis(extras.analysis))
     body.append(el("h2", "Requests over time"))
     body.append(el("div", timeline_svg(extras.timeline, req["budget_per_s"]), class_="card"))
     if ld["ran"]:
