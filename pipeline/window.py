@@ -15,11 +15,14 @@ that day"; a datetime on the right is the excluded end.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from pipeline.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = (
     "yesterday, today, last:24h, 2026-11-01, 2026-11-01..2026-11-07 (end day included) or "
@@ -91,10 +94,35 @@ def nightly_window(now: datetime, lag_seconds: float = 0.0) -> Window:
 
 
 def parse_window(spec: str, *, now: datetime, lag_seconds: float = 0.0) -> Window:
-    """A window spec (see the module docstring) -> Window. Raises UsageError with examples."""
-    text = spec.strip()
+    """A window spec (see the module docstring) -> Window. Raises UsageError with examples.
+
+    Only the past can be labeled: a window that starts at or after ``now - lag`` is refused, and one
+    that ends after it is clipped there (with a warning), so a run never records coverage of logs
+    that cannot exist yet.
+    """
     now = _utc(now).replace(microsecond=_utc(now).microsecond // 1000 * 1000)
     horizon = now - timedelta(seconds=lag_seconds)
+    window = _parse(spec, now=now, horizon=horizon, lag_seconds=lag_seconds)
+    if window.start >= horizon:
+        raise _bad(
+            spec,
+            f"it starts in the future: with the job's lag of {lag_seconds:.0f} s the newest "
+            f"logs that can be labeled are from before {iso(horizon)}",
+        )
+    if window.end > horizon:
+        log.warning(
+            "window %s ends in the future; taking %s (logs younger than the job's lag of %.0f s "
+            "are left for a later run)",
+            window,
+            Window(window.start, horizon),
+            lag_seconds,
+        )
+        return Window(window.start, horizon)
+    return window
+
+
+def _parse(spec: str, *, now: datetime, horizon: datetime, lag_seconds: float) -> Window:
+    text = spec.strip()
     try:
         if text == "yesterday":
             return nightly_window(now, lag_seconds)

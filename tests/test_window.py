@@ -13,6 +13,7 @@ from pipeline.errors import UsageError
 from pipeline.window import Window, nightly_window, parse_window, split_days
 
 NOW = datetime(2026, 11, 20, 13, 45, 1, 123456, tzinfo=UTC)
+LATER = datetime(2031, 1, 1, tzinfo=UTC)  # after every generated range: none is in the future
 NOV = lambda day, hour=0, minute=0: datetime(2026, 11, day, hour, minute, tzinfo=UTC)  # noqa: E731
 
 
@@ -122,6 +123,15 @@ def test_property_days_cover_the_window_exactly(start: datetime, length: timedel
 def test_property_date_ranges_include_their_last_day(first: date, n: int) -> None:
     """A..B covers exactly the days A through B."""
     last = first + timedelta(days=n)
-    window = parse_window(f"{first}..{last}", now=NOW)
+    window = parse_window(f"{first}..{last}", now=LATER)
     assert window.days() == [first + timedelta(days=i) for i in range(n + 1)]
     assert all(w.duration == timedelta(days=1) for w in split_days(window))
+
+
+def test_a_window_in_the_future_is_refused_and_one_reaching_into_it_is_clipped() -> None:
+    """Tomorrow is refused with a usage error; a range ending tomorrow stops at now - lag."""
+    with pytest.raises(UsageError, match="future"):
+        parse_window("2026-11-21", now=NOW, lag_seconds=900)
+    window = parse_window("2026-11-19..2026-11-21", now=NOW, lag_seconds=900)
+    assert window.start == datetime(2026, 11, 19, tzinfo=UTC)
+    assert window.end == datetime(2026, 11, 20, 13, 30, 1, 123000, tzinfo=UTC)

@@ -281,6 +281,8 @@ def _pairs(wide: pl.DataFrame, keys: Sequence[str]) -> list[dict[str, Any]]:
     names = [k if f"h{k}" in wide.columns else str(i) for i, k in enumerate(keys)]
     exprs: list[pl.Expr] = []
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    if not pairs or wide.is_empty():
+        return []  # a quiet night: no two sources labeled anything in common
     # Columns that are all null (a rule that gives no score) need no pair sums at all.
     counts = wide.select(
         *[pl.col(f"f{k}").is_not_null().any().alias(f"f{k}") for k in names],
