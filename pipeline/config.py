@@ -3,7 +3,7 @@
 A job file has these sections, all optional except ``[gateway]``::
 
     name = "nightly"                      # default: the file's stem
-    [gateway]  account_id, gateway_id, base_url, token_env, token_file
+    [gateway]  account_id, gateway_id, base_url, token_env, token_file, secret_env
     [store]    data_dir
     [window]   default, lag
     [budget]   requests_per_period, period_seconds, headroom, concurrency,
@@ -17,7 +17,13 @@ A job file has these sections, all optional except ``[gateway]``::
 
 Unknown keys are an error naming the key and the file. ``${VAR}`` in any string expands from the
 environment. The API token never lives in the file: it comes from the variable named by
-``gateway.token_env`` (default ``CLOUDFLARE_API_TOKEN``) or from ``gateway.token_file``.
+``gateway.token_env`` (default ``CLOUDFLARE_API_TOKEN``) or from ``gateway.token_file``, stripped of
+surrounding whitespace.
+
+Secrets: the token, and the values of the variables named in ``gateway.secret_env`` (say a database
+password the job's environment carries), are registered with ``pipeline.redaction`` as the job is
+read, so they appear in no log line, error or written file. The external labeler's command runs
+without them: see ``ExternalLabelerConfig.environment``.
 """
 
 from __future__ import annotations
@@ -32,33 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.redaction import Secret as Secret  # re-exported: where users look for it
+from pipeline.redaction import is_secret, redact
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+DEFAULT_TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 SOURCES = ("csv", "external", "rules")
 FILTER_OPERATORS = ("eq", "neq", "contains", "lt", "gt")
-
-
-class Secret:
-    """A string that never shows itself in repr, str, logs or exceptions."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -66,9 +52,10 @@ class GatewayConfig:
     account_id: str
     gateway_id: str
     base_url: str = DEFAULT_BASE_URL
-    token_env: str = "CLOUDFLARE_API_TOKEN"
+    token_env: str = DEFAULT_TOKEN_ENV
     token_file: Path | None = None
     token: Secret | None = field(default=None, repr=False, compare=False)
+    secret_env: tuple[str, ...] = ()  # variables kept from child processes and redacted everywhere
 
     def require_token(self) -> Secret:
         if self.token is None:
@@ -151,6 +138,26 @@ class ExternalLabelerConfig:
     send: str = "all"  # all | unlabeled | sample
     sample_size: int = 1000
     fetch_heads: bool = True  # GET each sent log for request_head/response_head (one request each)
+    # What the command must not inherit: the token's variable, CLOUDFLARE_API_TOKEN, [gateway]
+    # secret_env (names), and any variable holding the token or a secret_env value (values).
+    withheld_env: tuple[str, ...] = (DEFAULT_TOKEN_ENV,)
+    withheld_values: tuple[Secret, ...] = field(default=(), repr=False, compare=False)
+
+    def environment(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment the command runs with: this process's (or `env`) without the secrets.
+
+        A judge needs its own provider's key (OPENAI_API_KEY...), so only what the pipeline
+        holds secret is withheld, not everything that looks like a credential.
+        """
+        env = os.environ if env is None else env
+        values = {v.reveal() for v in self.withheld_values}
+        return {
+            name: value
+            for name, value in env.items()
+            if name not in self.withheld_env
+            and value.strip() not in values
+            and not is_secret(value)
+        }
 
 
 @dataclass(frozen=True)
@@ -252,6 +259,10 @@ class _Section:
     def _key(self, name: str) -> str:
         return f"{self._prefix}.{name}" if self._prefix else name
 
+    def where(self, name: str) -> str:
+        """'gateway.token_env in jobs/nightly.toml', for messages that put the key first."""
+        return f"{self._key(name)} in {self._path}"
+
     def error(self, name: str, message: str) -> ConfigError:
         return ConfigError(message, path=self._path, key=self._key(name))
 
@@ -339,6 +350,28 @@ def load_job(path: str | Path, env: Mapping[str, str] | None = None) -> JobConfi
     return _build(raw, path, env)
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _variable_name(section: _Section, key: str, name: object, env: Mapping[str, str]) -> str:
+    """`name` if it can be an environment variable's name; else an error that does not show it.
+
+    The usual slip is to paste the token itself where its variable's name belongs. Such a value
+    must not be echoed, so it is registered as a secret and the error only says what is wrong.
+    """
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        values = {v.strip() for v in env.values()} if len(name) >= 16 else set()
+        if name in env or name not in values:
+            return name
+    if isinstance(name, str):
+        redact(name)
+    raise ConfigError(
+        f"{section.where(key)} must be the NAME of an environment variable (like {DEFAULT_TOKEN_ENV}), not a "
+        "value; the value given is not shown. Put the token in that variable, or in a file "
+        "named by gateway.token_file."
+    )
+
+
 def _optional_path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
@@ -354,21 +387,31 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
     gateway_id = gw.require("gateway_id", str)
     if not re.fullmatch(r"[a-z0-9_-]{1,64}", gateway_id):
         raise gw.error("gateway_id", "must be 1-64 characters of a-z, 0-9, '_' and '-'")
-    token_env = gw.get("token_env", str, "CLOUDFLARE_API_TOKEN")
+    token_env = _variable_name(gw, "token_env", gw.get("token_env", str, DEFAULT_TOKEN_ENV), env)
+    names = gw.get("secret_env", (list, str), [])
+    names = [names] if isinstance(names, str) else names  # a value here is refused, unshown
+    secret_env = tuple(_variable_name(gw, "secret_env", name, env) for name in names)
     token_file = _optional_path(gw.get("token_file", str))
-    token_value = env.get(token_env)
+    # Pasted tokens often carry a newline or spaces; a header value cannot.
+    token_value = (env.get(token_env) or "").strip()
     if not token_value and token_file is not None:
         try:
             token_value = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise gw.error("token_file", f"cannot read the token file: {exc.strerror}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "it is not UTF-8 text"
+            raise gw.error("token_file", f"cannot read the token file: {reason}") from None
+    token = Secret(token_value) if token_value else None
+    secrets = tuple(Secret(env[n].strip()) for n in secret_env if env.get(n, "").strip())
+    for secret in (token, *secrets):
+        redact(secret)  # from here on, in no log line, printed error or written file
     gateway = GatewayConfig(
         account_id=account_id,
         gateway_id=gateway_id,
         base_url=gw.get("base_url", str, DEFAULT_BASE_URL).rstrip("/"),
         token_env=token_env,
         token_file=token_file,
-        token=Secret(token_value) if token_value else None,
+        token=token,
+        secret_env=secret_env,
     )
     gw.check_unknown()
 
@@ -463,6 +506,8 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
         send=xt.get("send", str, "all"),
         sample_size=xt.get("sample_size", int, 1000),
         fetch_heads=xt.get("fetch_heads", bool, True),
+        withheld_env=tuple(sorted({token_env, DEFAULT_TOKEN_ENV, *secret_env})),
+        withheld_values=tuple(s for s in (token, *secrets) if s is not None),
     )
     if external.send not in ("all", "unlabeled", "sample"):
         raise xt.error("send", "must be 'all', 'unlabeled' or 'sample'")

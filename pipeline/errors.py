@@ -2,7 +2,10 @@
 
     PipelineError                    root: everything the pipeline raises on purpose
     ├── UsageError                   bad arguments or job file (exit 2)
-    │   └── ConfigError              a job file key or value is wrong; names the key and the file
+    │   ├── ConfigError              a job file key or value is wrong; names the key and the file
+    │   ├── UnknownRunError          no such run id in the data dir; says how to list runs
+    │   └── DataDirError             the data dir or its state database cannot be opened or
+    │                                written; names the path and what to do
     ├── AuthError                    403 / bad token: the token lacks a permission (exit 3)
     ├── LockHeldError                another run holds the job's lock (exit 4)
     ├── ApiError                     the Logs API answered with an error
@@ -47,6 +50,14 @@ class ConfigError(UsageError):
         super().__init__(where + message)
         self.path = path
         self.key = key
+
+
+class UnknownRunError(UsageError):
+    """A run id that the data dir has no folder for."""
+
+
+class DataDirError(UsageError):
+    """The data dir (or state.sqlite in it) cannot be created, opened or written."""
 
 
 class AuthError(PipelineError):

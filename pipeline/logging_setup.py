@@ -5,44 +5,61 @@
     verbose  DEBUG, logger names, and tracebacks for errors
     json     one JSON object per line (ts, level, logger, message, and any extra fields)
 
-Every line passes through the redactor: the API token (registered with `redact`) and anything that
-looks like a bearer credential are replaced with "***", whatever the format.
+Structured fields: pass them as ``extra``; a JSON line carries each as a top-level key, a text line
+shows only the message. Use these names, so that a scheduler can filter on them::
+
+    log.info("%s", line, extra={"stage": "load", "run_id": run.run_id, "counts": {"patched": 412}})
+
+    stage      extract | label | plan | load | verify | report | run
+    run_id     the run the line is about
+    job        the job's name
+    counts     the stage's figures, a flat object of numbers (what its summary line says in prose)
+    status     a run's or a stage's status (ok, partial, failed...)
+    exit_code  on the last line of a command
+
+(``extra`` may not use a LogRecord attribute's name: message, name, msg, args, levelname...)
+
+Every line passes through the redactor (pipeline.redaction): the API token and the job's other
+secrets, and anything that looks like a bearer credential, are replaced with "***", whatever the
+format.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from pipeline.config import Secret
+from pipeline.redaction import redact, scrub
+
+__all__ = ["FORMATS", "VERBOSITIES", "configure_logging", "json_line", "redact", "scrub"]
 
 VERBOSITIES = ("quiet", "normal", "verbose")
 FORMATS = ("text", "json")
 
-_secrets: set[str] = set()
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _HANDLER_NAME = "aigw-feedback"
 
 
-def redact(secret: Secret | str | None) -> None:
-    """Never let this value appear in a log line or a printed error from now on."""
-    if secret is None:
-        return
-    value = secret.reveal() if isinstance(secret, Secret) else secret
-    if len(value) >= 4:
-        _secrets.add(value)
-
-
-def scrub(text: str) -> str:
-    """The text with every registered secret and bearer credential replaced by ***."""
-    for value in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(value, "***")
-    return _BEARER.sub(r"\1***", text)
+def json_line(
+    level: str,
+    message: str,
+    *,
+    logger: str,
+    fields: Mapping[str, Any] | None = None,
+    created: float | None = None,
+) -> str:
+    """One JSON log line (ts, level, logger, message, then the fields), scrubbed of secrets."""
+    when = datetime.fromtimestamp(created, UTC) if created is not None else datetime.now(UTC)
+    entry: dict[str, Any] = {**(fields or {})}
+    entry.update(
+        ts=when.isoformat(timespec="milliseconds"), level=level, logger=logger, message=message
+    )
+    entry = {k: entry[k] for k in ("ts", "level", "logger", "message")} | entry
+    return scrub(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -64,18 +81,20 @@ class JsonFormatter(logging.Formatter):
         self.verbose = verbose
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
+        fields = {
+            key: value
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD and not key.startswith("_")
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
         if record.exc_info and self.verbose:
-            entry["traceback"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(entry, default=str, ensure_ascii=False))
+            fields["traceback"] = self.formatException(record.exc_info)
+        return json_line(
+            record.levelname.lower(),
+            record.getMessage(),
+            logger=record.name,
+            fields=fields,
+            created=record.created,
+        )
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -8,6 +8,10 @@
 
 Every stage reads and writes through these helpers, so moving the data dir to object storage or the
 state to a shared database stays a change to this module.
+
+Every file written here passes the one redaction of known secrets (pipeline.redaction): text and
+JSON files whole, Parquet files in their string columns. Files get the permissions the process's
+umask asks for (tempfile's 0600 would make reports unreadable to the team that reads them).
 """
 
 from __future__ import annotations
@@ -18,20 +22,49 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import StageError
+from pipeline.errors import DataDirError, StageError, UnknownRunError
+from pipeline.redaction import scrub, scrub_table
 from pipeline.window import Window, iso, parse_iso
 
+if TYPE_CHECKING:
+    from pipeline.config import JobConfig
+
 STATE_FILE = "state.sqlite"
+
+
+def _umask_now() -> int:
+    """The process's umask, read without changing it (Linux), else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK_AT_IMPORT
+
+
+def _umask_at_import() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _umask_at_import()
+
+
+def _file_mode() -> int:
+    return 0o666 & ~_umask_now()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -39,12 +72,15 @@ STATE_FILE = "state.sqlite"
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
-    """Write a Parquet file under a temporary name in the same folder, then rename it into place."""
+    """Write a Parquet file under a temporary name in the same folder, then rename it into place.
+
+    String columns are scrubbed of known secrets (a labeler's `reason` may quote one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        os.fchmod(fd, _file_mode())
+        os.close(fd)
+        pq.write_table(scrub_table(table), tmp, compression="zstd")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -53,11 +89,13 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
 
 
 def write_text_atomic(text: str, path: Path) -> Path:
+    """Write a text file (scrubbed of known secrets) under a temporary name, then rename it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.write(scrub(text))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -66,6 +104,7 @@ def write_text_atomic(text: str, path: Path) -> Path:
 
 
 def write_json_atomic(data: Any, path: Path) -> Path:
+    """JSON through write_text_atomic, so it is scrubbed too."""
     return write_text_atomic(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", path)
 
 
@@ -183,15 +222,23 @@ def create_run(
     return info
 
 
+def start_run(job: JobConfig, window: Window, now: datetime | None = None) -> RunInfo:
+    """A new run of this job over `window` (for the stage commands; `run` records its own)."""
+    return create_run(job.store.data_dir, job.name, job.gateway.gateway_id, window, now=now)
+
+
 def open_run(data_dir: Path, run_id: str) -> RunInfo:
-    """An existing run, or StageError saying how to list runs."""
+    """An existing run, or UnknownRunError (a usage error) saying how to list runs."""
     paths = RunPaths(runs_dir(data_dir) / run_id)
+    unknown = UnknownRunError(
+        f"no run {run_id!r} in {data_dir}; `aigw-feedback runs --data-dir {data_dir}` lists them"
+    )
+    if not run_id or run_id.startswith(".") or "/" in run_id or os.sep in run_id:
+        raise unknown  # not a run id: never a path outside runs/
     try:
         raw = json.loads(paths.info.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StageError(
-            f"no run {run_id!r} in {data_dir}; `aigw-feedback runs --data-dir {data_dir}` lists them"
-        ) from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise unknown from None
     window = Window(parse_iso(raw["window"]["start"]), parse_iso(raw["window"]["end"]))
     return RunInfo(
         run_id=raw["run_id"],
@@ -217,14 +264,85 @@ def require(path: Path, stage: str, run_id: str) -> Path:
 
 
 @contextmanager
-def state_db(data_dir: Path) -> Iterator[sqlite3.Connection]:
-    """A connection to state.sqlite in WAL mode. Modules create their own tables on first use."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(data_dir / STATE_FILE, timeout=30.0, isolation_level=None)
+def state_db(data_dir: Path, *, readonly: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection to state.sqlite in WAL mode. Modules create their own tables on first use.
+
+    ``readonly``: for commands that only look (`runs`, `report`). It never creates the data dir or
+    the database, and works on a read-only data dir. A data dir or database that cannot be opened
+    is a DataDirError (exit 2) naming the path and what to do, not sqlite's bare "unable to open
+    database file".
+    """
+    conn = _open_readonly(data_dir) if readonly else _open_writable(data_dir)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=30000")
         yield conn
     finally:
         conn.close()
+
+
+_OPEN_FAILURES = ("unable to open", "readonly", "read-only", "permission", "disk i/o")
+
+
+def _is_open_failure(exc: sqlite3.OperationalError) -> bool:
+    """Permissions and paths, which the user must fix; not "database is locked" and the like."""
+    return any(f in str(exc).lower() for f in _OPEN_FAILURES)
+
+
+def _cannot_open(path: Path, reason: str, fix: str) -> DataDirError:
+    return DataDirError(f"cannot open the state database {path}: {reason}. {fix}")
+
+
+def _open_writable(data_dir: Path) -> sqlite3.Connection:
+    path = data_dir / STATE_FILE
+    fix = (
+        f"Make the data dir {data_dir} writable by this user, or choose another with --data-dir "
+        "or the job's [store] data_dir."
+    )
+    if data_dir.exists() and not data_dir.is_dir():
+        raise _cannot_open(path, f"{data_dir} is not a folder", fix)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_open(path, f"the data dir cannot be created ({exc.strerror})", fix) from None
+    if not os.access(data_dir, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.R_OK | os.W_OK)
+    ):
+        raise _cannot_open(path, "it is read-only for this user", fix)
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+    except sqlite3.OperationalError as exc:
+        if conn is not None:
+            conn.close()
+        if not _is_open_failure(exc):
+            raise
+        raise _cannot_open(path, str(exc), fix) from None
+    return conn
+
+
+def _open_readonly(data_dir: Path) -> sqlite3.Connection:
+    path = data_dir / STATE_FILE
+    if not path.is_file():
+        raise DataDirError(
+            f"no state database at {path}: nothing has run with the data dir {data_dir} yet "
+            "(check --data-dir or the job's [store] data_dir)"
+        )
+    uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
+    if not os.access(data_dir, os.W_OK):
+        # sqlite cannot create a WAL database's -shm file here, so it can only read it as
+        # immutable; nobody can be writing to it from this folder either.
+        uri += "&immutable=1"
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.OperationalError as exc:
+        if conn is not None:
+            conn.close()
+        if not _is_open_failure(exc):
+            raise
+        fix = f"Check that this user may read {data_dir} and {path}."
+        raise _cannot_open(path, str(exc), fix) from None
+    return conn

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.config import Secret, load_job, parse_duration
 from pipeline.errors import ConfigError
+from pipeline.redaction import scrub
 
 MINIMAL = """
 [gateway]
@@ -139,3 +140,72 @@ def test_bad_toml_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML") as info:
         load_job(path, env={})
     assert str(path) in str(info.value)
+
+
+def test_token_env_holding_the_token_itself_is_refused_without_showing_it(tmp_path: Path) -> None:
+    """`token_env = "<the token>"` (a common slip) is an error that never repeats the value."""
+    value = "Kq9-zX2v_8sLmN4pR7tY1wB6cD3fG5hJ0kL2"
+    with pytest.raises(ConfigError) as info:
+        load_job(write(tmp_path, MINIMAL + f'token_env = "{value}"\n'), env={})
+    message = str(info.value)
+    assert "gateway.token_env" in message and str(tmp_path / "job.toml") in message
+    assert "NAME of an environment variable" in message
+    assert value not in message
+
+
+def test_token_env_naming_a_value_of_the_environment_is_refused(tmp_path: Path) -> None:
+    """A token_env that looks like a name but is the value of some variable is refused too."""
+    value = "Kq9zX2v8sLmN4pR7tY1wB6cD3fG5hJ0kL2"  # letters and digits only: a valid name
+    with pytest.raises(ConfigError, match="NAME of an environment variable") as info:
+        load_job(write(tmp_path, MINIMAL + f'token_env = "{value}"\n'), env={"TOK": value})
+    assert value not in str(info.value)
+
+
+def test_token_is_stripped_of_surrounding_whitespace(tmp_path: Path) -> None:
+    """A token pasted with a trailing newline or spaces (env or file) is used without them."""
+    job = load_job(write(tmp_path, MINIMAL), env={"CLOUDFLARE_API_TOKEN": " tok-from-env-1\n"})
+    assert job.gateway.require_token() == Secret("tok-from-env-1")
+    token_file = tmp_path / "token"
+    token_file.write_text("\n  tok-from-file-2 \r\n")
+    job = load_job(write(tmp_path, MINIMAL + f'token_file = "{token_file}"\n'), env={})
+    assert job.gateway.require_token() == Secret("tok-from-file-2")
+
+
+def test_a_blank_token_variable_counts_as_no_token(tmp_path: Path) -> None:
+    """A token variable holding only whitespace is reported as missing, not sent."""
+    job = load_job(write(tmp_path, MINIMAL), env={"CLOUDFLARE_API_TOKEN": " \n"})
+    with pytest.raises(ConfigError, match="CLOUDFLARE_API_TOKEN"):
+        job.gateway.require_token()
+
+
+def test_the_token_and_secret_env_values_are_redacted_everywhere(tmp_path: Path) -> None:
+    """Loading a job registers its token and its `secret_env` values with the redactor."""
+    text = MINIMAL + 'token_env = "MY_TOKEN"\nsecret_env = ["JUDGE_KEY"]\n'
+    env = {"MY_TOKEN": "tok-redacted-3a4b5c", "JUDGE_KEY": "judge-key-9z8y7x"}
+    job = load_job(write(tmp_path, text), env=env)
+    assert job.gateway.secret_env == ("JUDGE_KEY",)
+    assert scrub("a tok-redacted-3a4b5c b judge-key-9z8y7x") == "a *** b ***"
+
+
+def test_secret_env_entries_must_be_variable_names(tmp_path: Path) -> None:
+    """`secret_env` lists variable names; a value there is refused without being shown."""
+    with pytest.raises(ConfigError, match=r"gateway\.secret_env.*NAME") as info:
+        load_job(write(tmp_path, MINIMAL + 'secret_env = ["sk live 123"]\n'), env={})
+    assert "sk live 123" not in str(info.value)
+
+
+def test_the_external_labeler_environment_withholds_the_secrets(tmp_path: Path) -> None:
+    """The labeler command's environment is this one minus the token variable,
+    CLOUDFLARE_API_TOKEN, the job's secret_env and any variable holding the token."""
+    text = MINIMAL + 'token_env = "MY_TOKEN"\nsecret_env = ["JUDGE_DB_PASSWORD"]\n'
+    env = {
+        "MY_TOKEN": "tok-withheld-1a2b3c",
+        "CLOUDFLARE_API_TOKEN": "another-cf-token-77",
+        "COPY_OF_TOKEN": "tok-withheld-1a2b3c\n",
+        "JUDGE_DB_PASSWORD": "hunter2hunter2",
+        "OPENAI_API_KEY": "sk-the-judge-needs-this",
+        "PATH": "/usr/bin",
+    }
+    job = load_job(write(tmp_path, text), env=env)
+    child = job.labels.external.environment(env)
+    assert child == {"OPENAI_API_KEY": "sk-the-judge-needs-this", "PATH": "/usr/bin"}

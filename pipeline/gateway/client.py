@@ -88,6 +88,28 @@ class ClientStats:
     by_status: Counter[int] = field(default_factory=Counter)
 
 
+def bearer_header(gateway: GatewayConfig) -> str:
+    """The Authorization header's value. AuthError (exit 3) for a token that cannot be one.
+
+    A header value is visible ASCII; a token copied with a stray character (a non-breaking space,
+    a smart quote, a tab) would otherwise fail deep in the HTTP library, with an error naming the
+    header, or be sent mangled. The message says what is wrong, never the token.
+    """
+    token = gateway.require_token().reveal()
+    if not token.isascii():
+        problem = "a character that is not ASCII"
+    elif not all("!" <= c <= "~" for c in token):
+        problem = "a space or a control character"
+    else:
+        return f"Bearer {token}"
+    source = gateway.token_env + (f" or {gateway.token_file}" if gateway.token_file else "")
+    raise AuthError(
+        f"the API token (from {source}) cannot be sent in an HTTP header: it contains {problem}. "
+        "Copy it again from the Cloudflare dashboard (My Profile > API Tokens), with nothing "
+        "around it."
+    )
+
+
 def encode_filters(filters: Sequence[Mapping[str, Any]]) -> str:
     """The wire form: one JSON array, e.g. [{"key":"id","operator":"eq","value":["a","b"]}]."""
     return json.dumps(list(filters), separators=(",", ":"))
@@ -106,7 +128,7 @@ class LogsClient:
         timeout: float = 30.0,
         max_connections: int = 16,
     ) -> None:
-        token = gateway.require_token()
+        authorization = bearer_header(gateway)
         self.gateway = gateway
         self.budget: RequestBudget = budget or NoBudget()
         self.retry = retry or RetryPolicy()
@@ -115,7 +137,7 @@ class LogsClient:
             # Paths are joined below: httpx would add a trailing slash to a base URL ending in /logs,
             # and the API has no route for ".../logs/".
             base_url=gateway.base_url,
-            headers={"Authorization": f"Bearer {token.reveal()}"},
+            headers={"Authorization": authorization},
             transport=transport,
             timeout=timeout,
             limits=httpx.Limits(max_connections=max_connections),

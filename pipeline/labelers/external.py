@@ -10,7 +10,11 @@
 
 Placeholders in `command`: ``{input}`` (the Parquet file of the logs sent), ``{output}`` (where the
 command writes its labels), ``{python}`` (the interpreter running this pipeline, so a labeler script
-can use polars/pyarrow from the same environment). The command runs without a shell.
+can use polars/pyarrow from the same environment). The command runs without a shell, and with this
+process's environment minus the pipeline's secrets: the API token's variable, ``CLOUDFLARE_API_TOKEN``,
+any variable holding the token, and the variables listed in ``[gateway] secret_env``. A judge's own
+credentials (``OPENAI_API_KEY``...) are passed on. What it writes is redacted like every file (its output
+file, once read, too).
 
 Which logs are sent: ``all`` the window's logs; ``unlabeled`` those that no earlier labeler of this
 run labeled and that carry no feedback or score yet; ``sample`` a random sample of ``sample_size``
@@ -43,6 +47,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.config import ExternalLabelerConfig
 from pipeline.errors import BudgetExhausted, InputError, NotFoundError
@@ -59,6 +64,7 @@ from pipeline.labelers.csvfile import (
     table_frame,
 )
 from pipeline.labelers.values import validate_labels
+from pipeline.redaction import scrub
 from pipeline.schemas import LOG_SCHEMA
 from pipeline.store import write_parquet_atomic, write_text_atomic
 
@@ -116,6 +122,8 @@ class ExternalLabeler:
             acct.update(status="failed", error=str(exc))
             return LabelerOutput(empty_labels(), acct)
         finally:
+            if out.exists():
+                _scrub_output(out)
             acct["seconds"] = round(time.monotonic() - started, 3)
 
     def select(self, logs: pl.DataFrame, context: LabelContext) -> pl.DataFrame:
@@ -205,6 +213,7 @@ class ExternalLabeler:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                env=self.config.environment(),  # without the API token and the job's secrets
                 start_new_session=True,  # its own process group: a timeout kills its children too
             )
         except OSError as exc:
@@ -265,6 +274,21 @@ class ExternalLabeler:
             ),
         )
         return to_label_frame(winners.sort("log_id"), context.now)
+
+
+def _scrub_output(path: Path) -> None:
+    """Rewrite the command's output file, kept in the run folder, without any known secret.
+
+    The command wrote it, not the pipeline: a labeler that found the token (in a file it can read)
+    and quoted it must not leave it in the run folder for whoever reads that."""
+    data = path.read_bytes()
+    if data[:4] == b"PAR1":
+        with contextlib.suppress(Exception):  # unreadable: the stage has reported it already
+            write_parquet_atomic(pq.read_table(path), path)
+        return
+    text = data.decode("utf-8", "replace")
+    if scrub(text) != text:
+        write_text_atomic(text, path)
 
 
 def _text(value: Any) -> str | None:

@@ -12,7 +12,7 @@ import httpx
 import polars as pl
 import pytest
 
-from pipeline.config import ExternalLabelerConfig
+from pipeline.config import ExternalLabelerConfig, Secret
 from pipeline.gateway.client import LogsClient
 from pipeline.gateway.retry import NO_WAIT
 from pipeline.label import label
@@ -222,3 +222,31 @@ def test_a_failed_external_labeler_does_not_stop_the_stage(tmp_path: Path) -> No
     assert errors > 0 and result.by_source == {"rule:errors": errors}
     assert len(result.errors) == 1 and "exited with code 7" in result.errors[0]
     assert result.to_json()["external"]["status"] == "failed"
+
+
+def test_the_command_runs_without_the_pipelines_secrets(
+    tmp_path: Path, logs: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A labeler that writes its whole environment into a reason sees no token and no secret
+    the job withholds, but keeps what a judge needs (its own provider's key, PATH)."""
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "cf-token-never-for-children")
+    monkeypatch.setenv("TOKEN_COPY", "cf-token-never-for-children")
+    monkeypatch.setenv("JUDGE_DB_PASSWORD", "db-password-withheld")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-judge-keeps-this")
+    code = (
+        "import json, os, sys; "
+        f"row = {{'log_id': {logs['id'][0]!r}, 'feedback': 1, 'reason': json.dumps(dict(os.environ))}}; "
+        "open(sys.argv[1], 'w').write(json.dumps(row))"
+    )
+    out = run_external(
+        tmp_path,
+        logs,
+        [sys.executable, "-c", code, "{output}"],
+        fetch_heads=False,
+        withheld_env=("CLOUDFLARE_API_TOKEN", "JUDGE_DB_PASSWORD"),
+        withheld_values=(Secret("cf-token-never-for-children"),),
+    )
+    assert out.accounting["status"] == "ok", out.accounting.get("error")
+    seen = json.loads(out.labels["reason"][0])
+    assert seen["OPENAI_API_KEY"] == "sk-judge-keeps-this" and "PATH" in seen
+    assert not {"CLOUDFLARE_API_TOKEN", "TOKEN_COPY", "JUDGE_DB_PASSWORD"} & set(seen)
