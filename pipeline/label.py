@@ -8,6 +8,9 @@ external command. Outputs in the run folder:
     chosen.parquet           CHOSEN_SCHEMA, one row per labeled log: the label the plan will apply
     label_analysis.json      per source and per kind: coverage, overlaps, conflicts; agreement
                              between sources where both labeled a log; the CSV accounting per file
+    rejects.json             what the report shows about the inbox, so that it never needs the inbox:
+                             every file this run saw (status, reason) and the rejected rows (file,
+                             line, reason, the original cells; the first MAX_LISTED_REJECTS)
     label.result.json        LabelResult.to_json()
 
 Choosing: the label is taken whole (feedback and score together) from the source whose kind comes
@@ -23,9 +26,12 @@ Labels for logs outside the window (old logs named in a CSV) are kept; the plan 
 
 from __future__ import annotations
 
+import csv
+import io
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -65,6 +71,11 @@ CHOSEN_SCHEMA = pa.schema(
     ]
 )
 LOG_POLARS_SCHEMA = pl.Schema(LOG_SCHEMA)
+REJECTS_FILE = "rejects.json"  # in the run folder
+MAX_LISTED_REJECTS = 1000
+# The per-file fields of the CSV accounting that the report shows.
+REJECT_FILE_KEYS = ("name", "status", "path", "detail", "rows", "accepted", "rejected",
+                    "rejected_by_reason", "rejects_path")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,9 @@ async def label(
     store.write_parquet_atomic(_arrow(labels, LABEL_SCHEMA), run.paths.labels)
     store.write_parquet_atomic(_arrow(chosen, CHOSEN_SCHEMA), run.paths.chosen)
     store.write_json_atomic(analysis, run.paths.label_analysis)
+    store.write_json_atomic(
+        capture_rejects(csv_acct, job.labels.csv.inbox), run.paths.root / REJECTS_FILE
+    )
     external = accounts.get("external")
     errors = (external["error"],) if external and external.get("error") else ()
     result = LabelResult(
@@ -203,6 +217,40 @@ async def label(
     )
     store.write_json_atomic(result.to_json(), run.paths.stage_result("label"))
     return result
+
+
+def capture_rejects(csv_acct: Mapping[str, Any], inbox: Path) -> dict[str, Any]:
+    """rejects.json: every inbox file this run saw, and its rejected rows read back from the
+    rejects files the CSV labeler wrote beside the processed files (reject_line, reject_reason,
+    reject_detail, then the original cells). The inbox is the analysts' folder: files move on from
+    it, so the report reads this copy, never the inbox. A dry run writes no rejects files: then
+    only the counts per reason are known."""
+    files = [{k: f.get(k) for k in REJECT_FILE_KEYS} for f in csv_acct.get("by_file") or []]
+    rows: list[dict[str, Any]] = []
+    for entry in files:
+        if not entry["rejects_path"] or len(rows) >= MAX_LISTED_REJECTS:
+            continue
+        try:
+            text = (inbox / str(entry["rejects_path"])).read_text(encoding="utf-8-sig")
+        except OSError:
+            continue
+        # The rejects file keeps the analyst's delimiter; its header starts with reject_line.
+        delimiter = text[len("reject_line")] if text.startswith("reject_line") else ","
+        for row in csv.DictReader(io.StringIO(text), delimiter=delimiter):
+            line = row.get("reject_line") or ""
+            rows.append(
+                {
+                    "file": entry["name"],
+                    "line": int(line) if line.isdigit() else None,
+                    "reason": row.get("reject_reason") or "",
+                    "detail": row.get("reject_detail") or "",
+                    "cells": {k: v for k, v in row.items() if k and not k.startswith("reject_")},
+                }
+            )
+            if len(rows) >= MAX_LISTED_REJECTS:
+                break
+    total = sum(int(f.get("rejected") or 0) for f in files)
+    return {"version": 1, "files": files, "rows": rows, "rows_total": total}
 
 
 def _labeled(outputs: list[LabelerOutput]) -> pl.Series:
@@ -267,8 +315,10 @@ def _arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
 
 __all__ = [
     "CHOSEN_SCHEMA",
+    "REJECTS_FILE",
     "LabelResult",
     "build_labelers",
+    "capture_rejects",
     "choose",
     "label",
     "read_window_logs",
