@@ -195,7 +195,14 @@ def verify_command(ctx: click.Context, /, job_file: str, run_id: str, **options:
     type=click.Choice(["md", "json", "html"]),
     default="md",
     show_default=True,
-    help="md and json are printed; for html the path of the file is printed.",
+    help="What to show. md and json are printed; for html the path of the run's report.html is "
+    "printed (with --out - the HTML itself).",
+)
+@click.option(
+    "--out",
+    metavar="DIR|-",
+    help="Write report.json, report.md and report.html into DIR (created if needed) and print "
+    "their paths; `-` prints the chosen format to stdout instead, HTML included.",
 )
 @click.option(
     "--data-dir",
@@ -204,27 +211,42 @@ def verify_command(ctx: click.Context, /, job_file: str, run_id: str, **options:
     show_default=True,
     help="The job's data dir.",
 )
-def report_command(run_id: str, fmt: str, data_dir: str) -> None:
-    """Write a run's report.json, report.md and report.html, and show one of them.
+def report_command(run_id: str, fmt: str, out: str | None, data_dir: str) -> None:
+    """Show a run's report, rendered again from its run folder.
 
-    Exit code 0 when every planned change was applied and verified, 1 otherwise (the report
-    says which).
+    A pure re-render: it reads only the run folder and writes nothing there (it works on a
+    read-only data dir); use --out DIR to write the three files elsewhere. The report of a run is
+    written into its folder by the run itself.
+
+    Exit code 0 when the run succeeded (every planned change applied and verified, or nothing to
+    do), 1 otherwise (the report says why); 2 for an unknown run id.
 
     \b
     Examples:
       aigw-feedback report 20261102T011500Z-nightly-3f2a
-      aigw-feedback report 20261102T011500Z-nightly-3f2a --format html --data-dir demo-data
+      aigw-feedback report 20261102T011500Z-nightly-3f2a --format json --data-dir demo-data
+      aigw-feedback report 20261102T011500Z-nightly-3f2a --format html --out -  > report.html
+      aigw-feedback report 20261102T011500Z-nightly-3f2a --out /tmp/report
     """
     from pathlib import Path
 
+    from pipeline.errors import UsageError
     from pipeline.report import report
 
-    result = report(run_id, Path(data_dir))
-    if fmt == "html":
+    folder = Path(out) if out not in (None, "-") else None
+    result = report(run_id, Path(data_dir), out=folder)
+    if folder is not None:
+        click.echo(result.summary())
+    elif fmt == "html" and out is None:
+        if "html" not in result.paths:
+            raise UsageError(
+                f"run {run_id} has no report.html (it stopped before writing one); "
+                "show it with --out - or write it with --out DIR"
+            )
         click.echo(str(result.paths["html"]))
     else:
-        click.echo(result.paths[fmt].read_text(encoding="utf-8"), nl=False)
-    sys.exit(result.exit_code)
+        click.echo(result.texts[fmt], nl=False)
+    sys.exit(0 if result.ok else 1)
 
 
 # -- run / backfill / runs / demo ---------------------------------------------------------------

@@ -22,10 +22,30 @@ MAX_ROWS = 50  # rows per failure / reject table in md and html
 class Extras:
     results: Mapping[str, dict[str, Any] | None]
     by_model: list[dict[str, Any]]  # provider, model, labels, positive, negative, patch
-    feedback: list[dict[str, Any]]  # value, before, after
+    feedback: list[dict[str, Any]]  # value, before, planned, after (None: not known)
     analysis: Any
     rejects: list[dict[str, Any]]  # file, line, reason, row
     timeline: list[list[int]]
+    feedback_note: str | None = None  # what "after" can and cannot say
+
+
+STATUS_SENTENCES = {
+    "ok": "Every planned change was applied and verified.",
+    "nothing_to_do": "Nothing to do: no label needed a change, and nothing went wrong.",
+}
+
+
+def headline(data: Mapping[str, Any]) -> tuple[str | None, str | None, list[str]]:
+    """What the report opens with: the cause of a failed or partial run (the first problem), or
+    the sentence for its status; then the other problems (for an ok run: what to look at)."""
+    status, problems = str(data["status"]), list(data["problems"])
+    if status in ("failed", "partial") and problems:
+        return problems[0], None, problems[1:]
+    return None, STATUS_SENTENCES.get(status), problems
+
+
+def status_word(data: Mapping[str, Any]) -> str:
+    return str(data["status"]).replace("_", " ").upper()
 
 
 def sums(data: Mapping[str, Any]) -> list[tuple[str, bool]]:
@@ -114,14 +134,18 @@ def render_markdown(data: Mapping[str, Any], extras: Extras) -> str:
         return [*lines, ""]
 
     w = data["window"]
-    lines = [
-        f"# aigw-feedback run {data['run_id']}: **{data['status'].upper()}**",
-        "",
+    cause, sentence, others = headline(data)
+    lines = [f"# aigw-feedback run {data['run_id']}: **{status_word(data)}**", ""]
+    if cause is not None:
+        lines += [f"**Why:** {md(cause)}", ""]
+    elif sentence is not None:
+        lines += [sentence, ""]
+    lines += [f"- {md(p)}" for p in others] + ([""] if others else [])
+    lines += [
         f"Job `{data['job']}`, gateway `{data['gateway_id']}`, window {w['start']} .. {w['end']}, "
-        f"{data['started_at']} → {data['finished_at']}. Exit code {data['exit_code']}.",
+        f"{data['started_at']} → {_fmt(data['finished_at'])}. Exit code {data['exit_code']}.",
         "",
     ]
-    lines += [f"- {p}" for p in data["problems"]] + ([""] if data["problems"] else [])
     if data["not_run"]:
         lines += [f"Not run: {', '.join(data['not_run'])}.", ""]
     lines += ["## Numbers", ""]
@@ -169,9 +193,11 @@ def render_markdown(data: Mapping[str, Any], extras: Extras) -> str:
     if extras.feedback:
         lines += ["## Feedback on the labeled logs", ""]
         lines += table(
-            ["feedback", "before", "after"],
-            [(r["value"], r["before"], r["after"]) for r in extras.feedback],
+            ["feedback", "before", "planned", "after"],
+            [(r["value"], r["before"], r["planned"], r["after"]) for r in extras.feedback],
         )
+        if extras.feedback_note:
+            lines += [extras.feedback_note, ""]
     failures = _failures(extras)
     if failures:
         lines += [f"## Failures ({_fmt(_failure_count(data, failures))})", ""]
@@ -349,10 +375,17 @@ h1{font-size:22px;margin:0 0 4px}
 h2{font-size:17px;margin:28px 0 8px}
 .badge{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-weight:600;font-size:14px;vertical-align:middle}
 .ok{background:#1f8a4c}
+.nothing_to_do{background:#4a6a8a}
 .partial{background:#c77d00}
 .failed{background:#c0392b}
 .muted{color:#667}
 .card{background:#fff;border:1px solid #e2e5ea;border-radius:8px;padding:14px 18px;margin:10px 0}
+.card.cause{border-left:6px solid #c0392b;font-size:16px;background:#fdf3f2}
+.card.cause.partial-cause{border-left-color:#c77d00;background:#fdf7ec}
+.card.note{border-left:6px solid #c77d00}
+.card p{margin:0}
+.card ul{margin:8px 0 0;padding-left:22px}
+.card.note ul{margin:0}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:10px}
 .num{background:#fff;border:1px solid #e2e5ea;border-radius:8px;padding:10px 14px}
 .num b{display:block;font-size:22px}
@@ -383,19 +416,27 @@ def render_html(data: Mapping[str, Any], extras: Extras) -> str:
             "aigw-feedback run ",
             el("code", data["run_id"]),
             " ",
-            el("span", status.upper(), class_=f"badge {status}"),
-        ),
+            el("span", status_word(data), class_=f"badge {status}"),
+        )
+    ]
+    cause, sentence, others = headline(data)
+    rest = [el("ul", *(el("li", p) for p in others))] if others else []
+    if cause is not None:
+        kind = "cause partial-cause" if status == "partial" else "cause"
+        head.append(el("div", el("p", el("b", "Why: "), cause), *rest, class_=f"card {kind}"))
+    else:
+        if sentence is not None:
+            head.append(el("div", el("p", sentence), class_="card ok-card"))
+        if rest:
+            head.append(el("div", *rest, class_="card note"))
+    head.append(
         el(
             "p",
             f"Job {data['job']} · gateway {data['gateway_id']} · window {w['start']} .. {w['end']} · "
-            f"{data['started_at']} → {data['finished_at']} · exit code {data['exit_code']}",
+            f"{data['started_at']} → {_fmt(data['finished_at'])} · exit code {data['exit_code']}",
             class_="muted",
-        ),
-    ]
-    if data["problems"]:
-        head.append(el("div", el("ul", *(el("li", p) for p in data["problems"])), class_="card"))
-    elif status == "ok":
-        head.append(el("div", "Every planned change was applied and verified.", class_="card"))
+        )
+    )
     if data["not_run"]:
         head.append(el("p", "Not run: " + ", ".join(data["not_run"]), class_="muted"))
 
@@ -414,7 +455,7 @@ def render_html(data: Mapping[str, Any], extras: Extras) -> str:
         ("failed", ld["failed"]),
         ("verified", vf["verified"]),
         ("requests", req["total"]),
-        ("budget used", _pct(req["load_utilisation"] or req["utilisation"])),
+        ("budget used", _pct(req["utilisation"])),
     ]
     body: list[Markup] = [
         *head,
@@ -486,10 +527,12 @@ def render_html(data: Mapping[str, Any], extras: Extras) -> str:
         body.append(el("h2", "Feedback on the labeled logs, before and after"))
         body.append(
             html_table(
-                ["feedback", "before", "after"],
-                ([r["value"], r["before"], r["after"]] for r in extras.feedback),
+                ["feedback", "before", "planned", "after"],
+                ([r["value"], r["before"], r["planned"], r["after"]] for r in extras.feedback),
             )
         )
+        if extras.feedback_note:
+            body.append(el("p", extras.feedback_note, class_="muted"))
     if extras.analysis is not None:
         body.append(el("h2", "Label analysis"))
         body.append(render_analysis(extras.analysis))
@@ -543,7 +586,7 @@ def render_html(data: Mapping[str, Any], extras: Extras) -> str:
             "head",
             Markup('<meta charset="utf-8">'),
             Markup('<meta name="viewport" content="width=device-width,initial-scale=1">'),
-            el("title", f"aigw-feedback {data['run_id']} {status}"),
+            el("title", f"aigw-feedback {data['run_id']} {status_word(data).lower()}"),
             el("style", Markup(CSS)),
         ),
         el("body", el("main", *body)),

@@ -137,7 +137,7 @@ def test_missing_stages_are_shown_as_not_run(tmp_path: Path) -> None:
     }  # fmt: skip
     result = report(run.run_id, job.store.data_dir)  # the CLI's path: no job file
     assert result.exit_code == 1
-    assert "not run" in run.paths.report("md").read_text()
+    assert "not run" in result.texts["md"]
 
 
 def test_a_capped_load_is_partial_not_ok(tmp_path: Path) -> None:
@@ -170,15 +170,9 @@ def test_html_report_escapes_hostile_strings_and_needs_no_network(tmp_path: Path
     """Strings from logs, CSV files and the API show as text: no script or img tag gets in."""
     job, run = full_run(tmp_path, failed=1, provider=HOSTILE, model="gpt-<marquee>4</marquee>")
     store.write_json_atomic({"sources": {HOSTILE: {"labels": 3}}}, run.paths.label_analysis)
-    inbox = tmp_path / "inbox"
-    processed = inbox / "processed" / run.run_id  # where the CSV labeler puts a run's files
-    processed.mkdir(parents=True)
-    (processed / "a.rejects.csv").write_text(
-        f'reject_line;reject_reason;reject_detail;log_id;feedback\n3;bad_feedback;"{HOSTILE}";x;meh\n'
-    )
-    label = json.loads(run.paths.stage_result("label").read_text())
-    label["csv"]["inbox"] = str(inbox)
-    store.write_json_atomic(label, run.paths.stage_result("label"))
+    rejected = {"file": "a.csv", "line": 3, "reason": "bad_feedback", "detail": HOSTILE,
+                "cells": {"log_id": "x", "feedback": "meh"}}  # fmt: skip
+    store.write_json_atomic({"rows": [rejected]}, run.paths.root / "rejects.json")
 
     build_report(job, run)
     page = run.paths.report("html").read_text()
@@ -212,3 +206,178 @@ def test_timeline_shows_the_budget_line() -> None:
     assert "budget 3.60/s" in svg
     assert svg.count("<rect") == 6
     assert "<script" not in svg
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest status, cause first, true figures (issue 9)
+
+REFUSED = (
+    "PATCH logs/l0 was refused: Authentication error (HTTP 403, code 10000); "
+    "the token needs AI Gateway Read, and AI Gateway Edit to write feedback"
+)
+
+
+def write_outcome(run: RunInfo, **fields: Any) -> None:
+    """outcome.json as run.py writes it at the end of every invocation."""
+    outcome: dict[str, Any] = {
+        "error": None,
+        "stopped": None,
+        "started_at": "2026-11-02T01:00:00.000Z",
+        "finished_at": "2026-11-02T01:00:09.000Z",
+        "attempts": 1,
+        **fields,
+    }
+    store.write_json_atomic(outcome, run.paths.root / "outcome.json")
+
+
+def refused_run(tmp_path: Path, *, patched: int = 0) -> tuple[JobConfig, RunInfo]:
+    """A run whose load was refused with a 403 after `patched` changes (no verify)."""
+    job, run = full_run(tmp_path)
+    load = json.loads(run.paths.stage_result("load").read_text())
+    load.update(patched=patched, pending=10 - patched, requests=patched + 1, seconds=0.013)
+    load.update(timeline=[[1700000000, patched + 1]])
+    store.write_json_atomic(load, run.paths.stage_result("load"))
+    run.paths.stage_result("verify").unlink()
+    error = {"kind": "auth", "stage": "load", "message": REFUSED, "exit_code": 3}
+    write_outcome(run, error=error, requests=13 + patched, seconds=4.0)
+    return job, run
+
+
+def feedback_table(md: str) -> dict[str, list[str]]:
+    """The before / planned / after table of report.md, by feedback value."""
+    part = md.split("## Feedback on the labeled logs", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split("|") for line in part.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
+
+
+def test_a_refused_token_is_the_first_problem_and_sets_the_exit_code(tmp_path: Path) -> None:
+    """A 403 during load: failed, exit 3, and the token hint is the first thing every report says."""
+    job, run = refused_run(tmp_path)
+    result = build_report(job, run)
+    assert (result.status, result.exit_code, exit_code_for(result)) == ("failed", 3, 3)
+    first = result.data["problems"][0]
+    assert "the token was refused" in first and "AI Gateway Edit" in first
+    assert result.data["error"]["kind"] == "auth"
+    md = run.paths.report("md").read_text()
+    assert md.splitlines()[2].startswith("**Why:**") and "AI Gateway Edit" in md.splitlines()[2]
+    page = run.paths.report("html").read_text()
+    assert page.index("AI Gateway Edit") < page.index("logs extracted")  # above the numbers
+
+
+def test_an_error_after_some_changes_landed_is_partial(tmp_path: Path) -> None:
+    """An error after 6 of 10 changes were applied: partial (not failed), the error's exit code."""
+    job, run = refused_run(tmp_path, patched=6)
+    result = build_report(job, run)
+    assert (result.status, result.exit_code) == ("partial", 3)
+    assert "AI Gateway Edit" in result.data["problems"][0]
+    assert "4 changes are still pending" in result.data["problems"]
+
+
+def test_a_quiet_night_is_nothing_to_do_and_exits_0(tmp_path: Path) -> None:
+    """No change planned and no error: `nothing_to_do`, exit 0, no problem, and the page says so."""
+    job = make_job(tmp_path)
+    run = make_run(job)
+    write_plan(run, {}, l1="unchanged")
+    write_results(
+        run,
+        extract={"logs": 0, "requests": 1, "partitions": 0, "seconds": 0.1},
+        label={"total": 1, "by_source": {}, "conflicts": 0, "csv": {}, "requests": 0},
+        plan={"labels": 1, "patch": 0, "unchanged": 1, "keep_existing": 0, "not_found": 0},
+    )
+    write_outcome(run, requests=1, seconds=0.5)
+    result = build_report(job, run)
+    assert (result.status, result.exit_code, result.data["problems"]) == ("nothing_to_do", 0, [])
+    assert "NOTHING TO DO" in run.paths.report("html").read_text()
+    assert "Nothing to do" in run.paths.report("md").read_text()
+
+
+def test_a_request_cap_reached_is_named_first_and_once(tmp_path: Path) -> None:
+    """A run stopped by its request cap says so first, in the words run.py gave, only once."""
+    job, run = full_run(tmp_path)
+    load = json.loads(run.paths.stage_result("load").read_text())
+    load.update(patched=6, pending=4, stopped_early=True, stop_reason="request cap reached")
+    store.write_json_atomic(load, run.paths.stage_result("load"))
+    run.paths.stage_result("verify").unlink()
+    write_outcome(run, stopped="the request cap (--max-requests 100) was reached")
+    result = build_report(job, run)
+    problems = result.data["problems"]
+    assert result.status == "partial" and result.exit_code == 1
+    assert problems[0] == "the run stopped early: the request cap (--max-requests 100) was reached"
+    assert not any("request cap reached" in p for p in problems)
+
+
+def test_a_signal_is_named_first(tmp_path: Path) -> None:
+    """A run stopped by SIGTERM says so in plain words before the counts."""
+    job, run = full_run(tmp_path)
+    write_outcome(run, stopped="stopped by SIGTERM")
+    assert build_report(job, run).data["problems"][0] == "the run was stopped by SIGTERM"
+
+
+def test_budget_share_is_requests_sent_over_the_time_spent(tmp_path: Path) -> None:
+    """Utilisation uses the requests and seconds of the whole run (all attempts), from outcome.json."""
+    job, run = full_run(tmp_path)  # budget 3.6/s, the default
+    write_outcome(run, requests=2000, seconds=600.0, attempts=2)
+    req = build_report(job, run).data["requests"]
+    assert (req["total"], req["seconds"]) == (2000, 600.0)
+    assert req["utilisation"] == round(2000 / (600.0 * 3.6), 4)
+
+
+def test_a_short_refused_run_does_not_claim_thousands_of_percent(tmp_path: Path) -> None:
+    """14 requests in 4 s are measured against one budget period (1080 per 5 min): about 1%."""
+    job, run = refused_run(tmp_path)
+    result = build_report(job, run)
+    req = result.data["requests"]
+    assert req["utilisation"] == round(13 / (3.6 * 300), 4)
+    assert req["load_utilisation"] is not None and req["load_utilisation"] < 0.01
+    page = run.paths.report("html").read_text()
+    assert "<b>1%</b><span>budget used</span>" in page
+
+
+def test_after_equals_before_when_nothing_was_written(tmp_path: Path) -> None:
+    """A load that applied nothing: the feedback 'after' column is the 'before' column."""
+    job, run = refused_run(tmp_path)
+    build_report(job, run)
+    table = feedback_table(run.paths.report("md").read_text())
+    assert table  # before, planned, after
+    assert all(before == after for before, _, after in table.values())
+    assert table["+1 (good)"][1] != table["+1 (good)"][2]  # the plan wanted more than was written
+
+
+def test_after_counts_only_the_changes_verify_read_back(tmp_path: Path) -> None:
+    """6 of 10 changes applied and read back: 'after' counts those 6 and leaves the rest as before."""
+    import pyarrow as pa
+
+    from pipeline.verify import VERIFY_SCHEMA
+
+    job, run = refused_run(tmp_path, patched=6)
+    rows = [{"log_id": f"l{i}", "status": "verified", "checks": 1} for i in range(6)]
+    full = [{**dict.fromkeys(VERIFY_SCHEMA.names), **r} for r in rows]
+    store.write_parquet_atomic(pa.Table.from_pylist(full, schema=VERIFY_SCHEMA), run.paths.verify)
+    build_report(job, run)
+    table = feedback_table(run.paths.report("md").read_text())
+    # l0..l9 had no feedback; l0, l3, l6, l9 are planned -1, the others +1; l0..l5 were written.
+    assert table["+1 (good)"] == ["0", "6", "4"]
+    assert table["-1 (bad)"] == ["0", "4", "2"]
+    assert table["none"] == ["10", "0", "4"]
+
+
+def test_after_is_unknown_when_a_partial_load_was_not_verified(tmp_path: Path) -> None:
+    """6 of 10 applied, no read-back: 'after' is not guessed; a note says how to find out."""
+    job, run = refused_run(tmp_path, patched=6)
+    build_report(job, run)
+    md = run.paths.report("md").read_text()
+    assert all(after == "–" for *_, after in feedback_table(md).values())
+    assert "6 of 10 planned changes were applied" in md
+
+
+def test_rejected_rows_come_from_the_run_folder(tmp_path: Path) -> None:
+    """The rejected-rows table shows file, line and reason from rejects.json, with no inbox anywhere."""
+    job, run = full_run(tmp_path)
+    rows = [{"file": "a.csv", "line": 7, "reason": "bad_feedback", "detail": "'meh' is not -1/1",
+             "cells": {"log_id": "x", "feedback": "meh"}}]  # fmt: skip
+    store.write_json_atomic(
+        {"version": 1, "files": [], "rows": rows}, run.paths.root / "rejects.json"
+    )
+    result = report(run.run_id, job.store.data_dir)
+    assert "| a.csv | 7 | bad_feedback: 'meh' is not -1/1 |" in result.texts["md"]
+    assert "&quot;feedback&quot;: &quot;meh&quot;" in result.texts["html"]
