@@ -32,7 +32,7 @@ from pipeline.errors import UsageError
 from pipeline.gateway import open_client
 from pipeline.logging_setup import redact
 from pipeline.progress import Progress
-from pipeline.run import Runner, RunResult, Sleep, open_job_run
+from pipeline.run import Runner, RunResult, Sleep, open_job_run, stop_on_signals
 from pipeline.window import day_window, nightly_window
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class BackfillResult:
 
     @property
     def verified(self) -> int:
-        return sum(d.status in ("ok", "done_before") for d in self.days)
+        return sum(d.status in ("ok", "nothing_to_do", "done_before") for d in self.days)
 
     @property
     def exit_code(self) -> int:
@@ -130,6 +130,7 @@ class BackfillResult:
 
 _DAY_TEXT = {
     "ok": "ok",
+    "nothing_to_do": "ok (nothing to do)",
     "done_before": "ok (verified before, skipped)",
     "partial": "partial",
     "failed": "failed",
@@ -197,13 +198,16 @@ async def backfill(
             runner = Runner(
                 job, client, held, dry_run=dry_run, progress=progress, now=now, sleep=sleep
             )
-            for i, day in enumerate(days):
-                if stopped is not None:
-                    outcomes += [DayOutcome(d, "not_started") for d in days[i:]]
-                    break
-                outcome = await _one_day(runner, job, day)
-                outcomes.append(outcome)
-                stopped = outcome.stopped
+            with stop_on_signals(client.budget):
+                # Days whose process died are resumed in their turn below, like any unfinished day.
+                await runner.finish_interrupted()
+                for i, day in enumerate(days):
+                    if stopped is not None:
+                        outcomes += [DayOutcome(d, "not_started") for d in days[i:]]
+                        break
+                    outcome = await _one_day(runner, job, day)
+                    outcomes.append(outcome)
+                    stopped = outcome.stopped
             requests = client.stats.requests
     result = BackfillResult(
         job=job.name,
@@ -228,7 +232,7 @@ async def _one_day(runner: Runner, job: JobConfig, day: date) -> DayOutcome:
         data_dir, job=job.name, gateway_id=job.gateway.gateway_id, window=window, limit=1
     )
     record = latest[0] if latest else None
-    if record is not None and record.status == "ok":
+    if record is not None and record.status in history.SUCCEEDED:
         log.debug("%s: verified before by run %s, skipped", day, record.run_id)
         return DayOutcome(day, "done_before", record.run_id, counts=record.counts)
     if record is not None and runner.dry_run and record.status == "dry_run":

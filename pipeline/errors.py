@@ -4,8 +4,9 @@
     ├── UsageError                   bad arguments or job file (exit 2)
     │   ├── ConfigError              a job file key or value is wrong; names the key and the file
     │   ├── UnknownRunError          no such run id in the data dir; says how to list runs
-    │   └── DataDirError             the data dir or its state database cannot be opened or
-    │                                written; names the path and what to do
+    │   ├── DataDirError             the data dir or its state database cannot be opened or
+    │   │                            written; names the path and what to do
+    │   └── GatewayNotFoundError     the API has no such account or gateway (404 on its logs)
     ├── AuthError                    403 / bad token: the token lacks a permission (exit 3)
     ├── LockHeldError                another run holds the job's lock (exit 4)
     ├── ApiError                     the Logs API answered with an error
@@ -17,6 +18,7 @@
     │       └── TransportError       connection dropped, timeout, DNS...
     ├── InputError                   a data file or labeler output cannot be used at all
     ├── StageError                   a stage's input is missing (e.g. label before extract)
+    │   └── DamagedFileError         a run's file exists but cannot be read; names it and what to do
     └── BudgetExhausted              the run's max_requests / max_duration is used up: stop cleanly,
                                      the rest stays pending for the next run
 
@@ -58,6 +60,11 @@ class UnknownRunError(UsageError):
 
 class DataDirError(UsageError):
     """The data dir (or state.sqlite in it) cannot be created, opened or written."""
+
+
+class GatewayNotFoundError(UsageError):
+    """The Logs API answered 404 for the gateway's log collection: the job names a gateway (or an
+    account) that does not exist. A configuration error, not a missing log."""
 
 
 class AuthError(PipelineError):
@@ -109,6 +116,10 @@ class InputError(PipelineError):
 
 class StageError(PipelineError):
     """A stage cannot start: what it needs from an earlier stage is missing."""
+
+
+class DamagedFileError(StageError):
+    """A file in a run folder (run.json, a hand-over) exists but cannot be read."""
 
 
 class BudgetExhausted(PipelineError):

@@ -1,11 +1,18 @@
 """Run history and nightly watermarks, in state.sqlite.
 
-runs        one row per run: id, job, gateway, window, mode (nightly | window | backfill), status
-            (running | ok | partial | failed | dry_run), headline counts, start and finish times,
-            how many times it was started (a resumed run counts again) and the last error.
+runs        one row per run: id, job, gateway, window, mode (nightly | window | backfill), status,
+            headline counts, start and finish times, how many times it was started (a resumed run
+            counts again), the last error, and when it was last interrupted and who took it over.
 watermarks  per job and gateway: where contiguous verified nightly coverage ends. The next nightly
             run starts there, so nights that were missed are caught up.
 
+A run's status:
+
+    running ──► ok | nothing_to_do | partial | failed | dry_run     it ended, and said so
+       │
+       └──► interrupted    its process died (SIGKILL, power, OOM) without recording an end; the
+                           next invocation of the job, holding the lock, finds it so and resumes it
+                           first (back to running, with the same run folder and journal)
 The watermark only ever moves forward, only after a run ended `ok` (every planned change applied and
 verified), and only when that run's window touches it (start <= watermark < end), so it never jumps
 over a gap. The first nightly run of a job sets it to its window's start (so the next nightly run
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,9 +31,10 @@ from typing import Any
 from pipeline.store import state_db
 from pipeline.window import Window, iso
 
-STATUSES = ("running", "ok", "partial", "failed", "dry_run")
+STATUSES = ("running", "ok", "nothing_to_do", "partial", "failed", "dry_run", "interrupted")
 MODES = ("nightly", "window", "backfill")
-UNFINISHED = ("running", "partial", "failed")
+UNFINISHED = ("running", "interrupted", "partial", "failed")
+SUCCEEDED = ("ok", "nothing_to_do")  # every planned change applied and verified (or none needed)
 
 _SCHEMA = (
     """
@@ -44,7 +52,8 @@ _SCHEMA = (
         finished_at  TEXT,
         attempts     INTEGER NOT NULL DEFAULT 1,
         error        TEXT,
-        stopped      TEXT
+        stopped      TEXT,
+        interrupted  TEXT
     )
     """,
     "CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, gateway_id, created_at)",
@@ -69,8 +78,9 @@ def _ensure(db: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         db.execute(statement)
     columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-    if "stopped" not in columns:  # state files written before the column existed
-        db.execute("ALTER TABLE runs ADD COLUMN stopped TEXT")
+    for column in ("stopped", "interrupted"):  # state files written before the column existed
+        if column not in columns:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,7 @@ class RunRecord:
     attempts: int = 1
     error: str | None = None
     stopped: str | None = None  # why a partial run stopped early (a request or time cap)
+    interrupted: str | None = None  # when its process died, and which invocation took it over
 
     @property
     def seconds(self) -> float | None:
@@ -111,12 +122,13 @@ class RunRecord:
             "attempts": self.attempts,
             "error": self.error,
             "stopped": self.stopped,
+            "interrupted": self.interrupted,
         }
 
 
 _COLUMNS = (
     "run_id, job, gateway_id, window_start, window_end, mode, status, counts, created_at, "
-    "started_at, finished_at, attempts, error, stopped"
+    "started_at, finished_at, attempts, error, stopped, interrupted"
 )
 
 
@@ -135,6 +147,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         attempts=int(row[11]),
         error=row[12],
         stopped=row[13],
+        interrupted=row[14],
     )
 
 
@@ -156,7 +169,7 @@ def record_started(
         _ensure(db)
         db.execute(
             f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'running', '{{}}', ?, ?, NULL, 1, "
-            "NULL, NULL) ON CONFLICT (run_id) DO UPDATE SET status = 'running', started_at = "
+            "NULL, NULL, NULL) ON CONFLICT (run_id) DO UPDATE SET status = 'running', started_at = "
             "excluded.started_at, finished_at = NULL, attempts = runs.attempts + 1, error = NULL, "
             "stopped = NULL",
             (
@@ -192,6 +205,36 @@ def record_finished(
             (status, json.dumps(counts, sort_keys=True), iso(finished_at), error, stopped,
              run_id),
         )  # fmt: skip
+
+
+def mark_interrupted(
+    data_dir: Path, job: str, gateway_id: str, *, taken_over_by: str, now: datetime
+) -> list[RunRecord]:
+    """Runs of this job still `running` in the history are dead: call them `interrupted`.
+
+    Only the holder of the job's lock may call this (so no live process owns those runs). Returns
+    them, oldest first, for the caller to resume.
+    """
+    with state_db(data_dir) as db:
+        _ensure(db)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE job = ? AND gateway_id = ? AND status = "
+                "'running' ORDER BY created_at, rowid",
+                (job, gateway_id),
+            ).fetchall()
+            note = f"its process died; taken over at {iso(now)} by {taken_over_by}"
+            db.executemany(
+                "UPDATE runs SET status = 'interrupted', interrupted = ?, finished_at = NULL "
+                "WHERE run_id = ?",
+                [(note, row[0]) for row in rows],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return [replace(_record(row), status="interrupted", interrupted=note) for row in rows]
 
 
 def get_run(data_dir: Path, run_id: str) -> RunRecord | None:
@@ -379,6 +422,8 @@ def runs_table(
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]  # fmt: skip
     for r in records:
+        if r.interrupted:
+            lines.append(f"{r.run_id}: interrupted: {r.interrupted}")
         if r.error and r.status == "failed":
             lines.append(f"{r.run_id}: {r.error}")
         elif r.stopped and r.status == "partial":

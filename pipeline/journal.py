@@ -17,6 +17,11 @@ A re-run of the same run resumes:
 
 The journal mirrors the latest plan: syncing with a re-made plan adds new rows, drops rows the plan no
 longer patches, and sets a row back to ``pending`` when its body changed, even if it was ``done``.
+
+Beside it, ``label_owners`` remembers, per gateway and log, which source's label this tool last
+wrote (set in the same transaction as ``done``). A later run's plan reads it, so precedence holds
+across runs: a rule or the judge does not replace what an analyst's CSV wrote last night, even when
+the metadata stamp could not be added (the API's 5-entry cap) and the CSV has left the inbox.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ CREATE TABLE IF NOT EXISTS load_journal (
     PRIMARY KEY (run_id, log_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS load_journal_status ON load_journal (run_id, status);
+CREATE TABLE IF NOT EXISTS label_owners (
+    gateway_id  TEXT NOT NULL,
+    log_id      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    written_at  REAL NOT NULL,
+    PRIMARY KEY (gateway_id, log_id)
+) WITHOUT ROWID;
 """
 
 
@@ -65,20 +78,33 @@ class Journal:
     """The journal rows of one run. Each ``mark_*`` is one committed transaction."""
 
     def __init__(
-        self, conn: sqlite3.Connection, run_id: str, clock: Callable[[], float] = time.time
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        gateway_id: str | None = None,
     ) -> None:
         self._conn = conn
         self.run_id = run_id
+        self.gateway_id = gateway_id
         self._clock = clock
         conn.executescript(_SCHEMA)
 
     @classmethod
     @contextmanager
     def open(
-        cls, data_dir: Path, run_id: str, clock: Callable[[], float] = time.time
+        cls,
+        data_dir: Path,
+        run_id: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        gateway_id: str | None = None,
     ) -> Iterator[Journal]:
+        """The run's journal. With ``gateway_id``, ``mark_done(..., source=...)`` also records
+        which source now owns the log's label."""
         with store.state_db(data_dir) as conn:
-            yield cls(conn, run_id, clock)
+            yield cls(conn, run_id, clock, gateway_id=gateway_id)
 
     # -- the plan ---------------------------------------------------------------------------
 
@@ -123,8 +149,25 @@ class Journal:
     def mark_sent(self, log_id: str) -> None:
         self._set(log_id, "sent", attempts=True)
 
-    def mark_done(self, log_id: str, http_status: int = 200) -> None:
-        self._set(log_id, "done", http_status=http_status)
+    def mark_done(self, log_id: str, http_status: int = 200, *, source: str | None = None) -> None:
+        if source is None or self.gateway_id is None:
+            self._set(log_id, "done", http_status=http_status)
+            return
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._set(log_id, "done", http_status=http_status)
+            conn.execute(
+                "INSERT INTO label_owners (gateway_id, log_id, source, run_id, written_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (gateway_id, log_id) DO UPDATE SET "
+                "source = excluded.source, run_id = excluded.run_id, "
+                "written_at = excluded.written_at",
+                (self.gateway_id, log_id, source, self.run_id, self._clock()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def mark_failed(self, log_id: str, error: str, http_status: int | None = None) -> None:
         self._set(log_id, "failed", http_status=http_status, error=error)
@@ -186,3 +229,19 @@ class Journal:
             params.extend(wanted)
         cur = self._conn.execute(query + " ORDER BY log_id", params)
         return [JournalRow(*r) for r in cur]
+
+
+def label_owners(data_dir: Path, gateway_id: str, log_ids: Iterable[str]) -> dict[str, str]:
+    """log_id -> the source whose label this tool last wrote to it, for the ids that have one."""
+    with store.state_db(data_dir) as conn:
+        conn.executescript(_SCHEMA)
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (log_id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM wanted")
+        conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((i,) for i in log_ids))
+        rows = conn.execute(
+            "SELECT o.log_id, o.source FROM label_owners o JOIN wanted w USING (log_id) "
+            "WHERE o.gateway_id = ?",
+            (gateway_id,),
+        ).fetchall()
+        conn.execute("DROP TABLE wanted")
+    return {str(log_id): str(source) for log_id, source in rows}

@@ -120,12 +120,12 @@ class _Tally:
 
 
 def read_patches(run: RunInfo) -> pl.DataFrame:
-    """The plan's patch rows: log_id, body, body_hash."""
+    """The plan's patch rows: log_id, body, body_hash, source."""
     path = store.require(run.paths.plan, "plan", run.run_id)
     return (
-        pl.read_parquet(path, columns=["log_id", "action", "body", "body_hash"])
+        pl.read_parquet(path, columns=["log_id", "action", "body", "body_hash", "source"])
         .filter(pl.col("action") == "patch")
-        .select("log_id", "body", "body_hash")
+        .select("log_id", "body", "body_hash", "source")
     )
 
 
@@ -140,6 +140,7 @@ async def load(
     """Send the plan's PATCHes for a run; resumable. Writes ``load.result.json``."""
     patches = read_patches(run)
     bodies = dict(zip(patches["log_id"].to_list(), patches["body"].to_list(), strict=True))
+    sources = dict(zip(patches["log_id"].to_list(), patches["source"].to_list(), strict=True))
     previous = _previous(run)
     started = clock()
     stats0 = (client.stats.requests, client.stats.rate_limited, client.stats.retries)
@@ -147,7 +148,9 @@ async def load(
     stop_reason: str | None = None
     last_progress = last_checkpoint = started
 
-    with Journal.open(job.store.data_dir, run.run_id, clock=clock) as journal:
+    with Journal.open(
+        job.store.data_dir, run.run_id, clock=clock, gateway_id=run.gateway_id
+    ) as journal:
         journal.sync(zip(patches["log_id"].to_list(), patches["body_hash"].to_list(), strict=True))
         queue = journal.to_send()
         skipped_done = journal.counts()["done"]
@@ -194,7 +197,7 @@ async def load(
                 journal.mark_failed(log_id, str(exc), exc.status)
                 tally.failed += 1
             else:
-                journal.mark_done(log_id)
+                journal.mark_done(log_id, source=sources[log_id])
                 tally.done += 1
             finished_one(clock())
 

@@ -11,9 +11,13 @@ ids, and a GET only for ids a batch did not return. Then one action per log:
                    protects it (only sources in ``load.overwrite_existing`` may replace; default csv)
     not_found      the log does not exist (deleted, or a wrong id in a CSV)
 
-Existing values count as "someone else's" unless this tool stamped them (``label_source`` in the
-log's metadata, with ``load.stamp_metadata`` on): then a label from a source of the same or higher
-precedence may correct them, so a rule that changes can fix what it wrote last night.
+Existing values count as "someone else's" unless this tool wrote them: its ``label_source`` stamp
+in the log's metadata, or, where the stamp could not be added, the journal's memory of which source
+it last wrote to the log (``journal.label_owners``). Then a label from a source of the same or higher
+precedence may correct them, so a rule that changes can fix what it wrote last night; one of lower
+precedence may change nothing on that log, not even add a score: an analyst's label written by last
+night's run stays whole when tonight the CSV is gone from the inbox and a rule or the judge labels
+the log. (To let the judge win, put it first in ``load.precedence``.)
 
 Metadata stamping (``load.stamp_metadata``) adds ``label_source`` and ``label_run`` to the map of a
 log that is patched anyway (never a request for the stamp alone). A PATCH replaces the whole map, so
@@ -40,6 +44,7 @@ from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.errors import NotFoundError
 from pipeline.gateway.client import LogsClient
+from pipeline.journal import label_owners
 from pipeline.store import RunInfo
 
 ACTIONS = ("patch", "unchanged", "keep_existing", "not_found")
@@ -247,11 +252,13 @@ def decide(
     *,
     overwrite_existing: Sequence[str],
     precedence: Sequence[str],
+    owners: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """Join labels to current state and choose an action per log. No bodies yet.
 
     ``chosen``: log_id, feedback (int8), score (float64), source, reason.
     ``current``: id, feedback, score, metadata, found_in (and provider, model if known).
+    ``owners``: log_id -> the source this tool last wrote to the log (see the module docstring).
     """
     rank = {kind: i for i, kind in enumerate(precedence)}
     cur = current.select(
@@ -272,6 +279,11 @@ def decide(
         "source",
         "reason",
     ).join(cur, on="log_id", how="left")
+    owned = pl.DataFrame(
+        {"log_id": list(owners or {}), "owner": list((owners or {}).values())},
+        schema={"log_id": pl.String, "owner": pl.String},
+    )
+    df = df.join(owned, on="log_id", how="left")
 
     fb, cfb = pl.col("label_feedback"), pl.col("current_feedback")
     sc, csc = pl.col("label_score"), pl.col("current_score")
@@ -280,9 +292,14 @@ def decide(
     # feedback 0 means "not evaluated": nothing to protect.
     overwrites = (fb_change & cfb.is_not_null() & (cfb != 0)) | (sc_change & csc.is_not_null())
     kind = source_kind(pl.col("source"))
-    stamped_kind = source_kind(pl.col("current_metadata").str.json_path_match("$.label_source"))
+    stamped_kind = source_kind(
+        pl.coalesce(
+            pl.col("current_metadata").str.json_path_match("$.label_source"), pl.col("owner")
+        )
+    )
     kind_rank = kind.replace_strict(rank, default=len(rank), return_dtype=pl.Int32)
     stamped_rank = stamped_kind.replace_strict(rank, default=None, return_dtype=pl.Int32)
+    outranked = stamped_rank.is_not_null() & (kind_rank > stamped_rank)
     may_overwrite = kind.is_in(list(overwrite_existing)) | (
         stamped_rank.is_not_null() & (kind_rank <= stamped_rank)
     )
@@ -292,6 +309,8 @@ def decide(
         .then(pl.lit("not_found"))
         .when(~(fb_change | sc_change))
         .then(pl.lit("unchanged"))
+        .when(outranked.fill_null(False))
+        .then(pl.lit("keep_existing"))
         .when(overwrites & ~may_overwrite.fill_null(False))
         .then(pl.lit("keep_existing"))
         .otherwise(pl.lit("patch"))
@@ -468,6 +487,7 @@ async def plan(
         current,
         overwrite_existing=job.load.overwrite_existing,
         precedence=job.load.precedence,
+        owners=label_owners(job.store.data_dir, run.gateway_id, ids.to_list()),
     )
     planned = build_bodies(decided, stamp=job.load.stamp_metadata, run_id=run.run_id)
     store.write_parquet_atomic(plan_table(planned), run.paths.plan)

@@ -30,10 +30,12 @@ Only one run per job and gateway at a time (pipeline.lock). Every run is recorde
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,10 +45,21 @@ import httpx
 
 from pipeline import history, lock, store
 from pipeline.config import JobConfig
-from pipeline.errors import BudgetExhausted, UsageError
+from pipeline.errors import (
+    ApiError,
+    AuthError,
+    BudgetExhausted,
+    DamagedFileError,
+    GatewayNotFoundError,
+    InputError,
+    PipelineError,
+    StageError,
+    TransportError,
+    UsageError,
+)
 from pipeline.extract import extract
 from pipeline.gateway import open_client
-from pipeline.gateway.client import LogsClient
+from pipeline.gateway.client import LogsClient, RequestBudget
 from pipeline.label import label
 from pipeline.load import LoadProgress, load
 from pipeline.logging_setup import redact, scrub
@@ -69,8 +82,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one run did. ``exit_code`` follows DESIGN: 0 ok, 1 partial or failed (dry runs: 0);
-    when the invocation finished an earlier run first (``previous``), the worse of the two."""
+    """What one run did. ``exit_code`` follows DESIGN: 0 ok or nothing to do, 1 partial or failed
+    (dry runs: 0); when the invocation finished earlier runs first (``previous``), the worst."""
 
     run_id: str
     job: str
@@ -86,7 +99,7 @@ class RunResult:
     report: Path | None = None  # report.html
     requests: int = 0  # requests this invocation sent for this run
     seconds: float = 0.0
-    previous: RunResult | None = None  # an unfinished run this invocation finished first
+    previous: tuple[RunResult, ...] = ()  # unfinished runs this invocation finished first
     counts: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -109,14 +122,14 @@ class RunResult:
                 stage: {k: v for k, v in data.items() if k not in BULKY_KEYS}
                 for stage, data in self.stages.items()
             },
-            "previous": self.previous.to_json() if self.previous else None,
+            "previous": [p.to_json() for p in self.previous],
         }
 
     def summary(self) -> str:
         """A few lines for a person (and for cron mail)."""
         lines = []
-        if self.previous is not None:
-            lines += [self.previous.summary(), ""]
+        for earlier in self.previous:
+            lines += [earlier.summary(), ""]
         lines.append(
             f"run {self.run_id} ({self.mode}) job {self.job} gateway {self.gateway_id} "
             f"window {self.window}"
@@ -142,6 +155,8 @@ def _status_text(result: RunResult) -> str:
         )
     if result.status == "ok":
         return "every planned change applied and verified"
+    if result.status == "nothing_to_do":
+        return "nothing to do: every label is already on its log (or there were no labels)"
     if result.stopped:
         return (
             f"stopped early ({result.stopped}); continue with: aigw-feedback run JOB "
@@ -255,27 +270,67 @@ async def run_job(
         raise UsageError("--run continues a recorded run with its own window; leave out --window")
     now = now or datetime.now(UTC)
     data_dir = job.store.data_dir
+    if window is None and run_id is None and job.window.default.strip() != NIGHTLY_SPEC:
+        window = parse_window(job.window.default, now=now, lag_seconds=job.window.lag_seconds)
     with lock.run_lock(data_dir, job.name, job.gateway.gateway_id) as held:
         async with open_client(job, transport=transport, clock=clock, sleep=sleep) as client:
             runner = Runner(
                 job, client, held, dry_run=dry_run, progress=progress, now=now, sleep=sleep
             )
-            if run_id is not None:
-                run = open_job_run(job, run_id)
-                record = history.get_run(data_dir, run_id)
-                return await runner.execute(run, mode=record.mode if record else "window")
-            if window is None and job.window.default.strip() != NIGHTLY_SPEC:
-                window = parse_window(
-                    job.window.default, now=now, lag_seconds=job.window.lag_seconds
-                )
-            if window is not None:
-                return await runner.execute(runner.new_run(window), mode="window")
-            return await runner.nightly()
+            with stop_on_signals(client.budget):
+                return await runner.invoke(window=window, run_id=run_id)
+
+
+@contextmanager
+def stop_on_signals(budget: RequestBudget) -> Iterator[None]:
+    """SIGTERM (systemd, CI, Kubernetes on timeout) and SIGINT stop a run gracefully: no new
+    request, the ones in flight finish and are journaled, the report says why, the lock is
+    released, exit 1. A second signal acts as usual (Ctrl-C twice kills)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        yield
+        return
+    installed: list[signal.Signals] = []
+
+    def stop(sig: signal.Signals) -> None:
+        log.warning("%s received: stopping after the requests in flight", sig.name)
+        budget.stop(f"stopped by {sig.name}")
+        loop.remove_signal_handler(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop, sig)
+        except (ValueError, RuntimeError, NotImplementedError):
+            continue  # not the main thread (an orchestrator's worker): signals stay theirs
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 def open_job_run(job: JobConfig, run_id: str) -> RunInfo:
-    """A recorded run of this job and gateway (UsageError if it belongs to another)."""
-    run = store.open_run(job.store.data_dir, run_id)
+    """A recorded run of this job and gateway (UsageError if it belongs to another).
+
+    A damaged run.json is rebuilt from the run history, which holds the same facts."""
+    data_dir = job.store.data_dir
+    try:
+        run = store.open_run(data_dir, run_id)
+    except DamagedFileError:
+        record = history.get_run(data_dir, run_id)
+        if record is None:
+            raise
+        log.warning("run %s: run.json is damaged; rebuilt it from the run history", run_id)
+        run = store.rewrite_run_info(
+            data_dir,
+            run_id,
+            record.job,
+            record.gateway_id,
+            record.window,
+            record.created_at or record.started_at or datetime.now(UTC),
+        )
     if (run.job, run.gateway_id) != (job.name, job.gateway.gateway_id):
         raise UsageError(
             f"run {run_id} belongs to job {run.job!r} on gateway {run.gateway_id!r}, not to job "
@@ -329,15 +384,63 @@ class Runner:
             self.data_dir, self.job.name, self.job.gateway.gateway_id, window, now=self.now
         )
 
-    async def nightly(self) -> RunResult:
+    async def invoke(self, *, window: Window | None, run_id: str | None) -> RunResult:
+        """What `aigw-feedback run` asked for, after finishing the job's interrupted runs."""
+        earlier = [] if self.dry_run else await self.finish_interrupted(skip=run_id)
+        if earlier and earlier[-1].stopped:
+            return _after(earlier[-1], earlier[:-1])  # the cap or a signal: nothing more now
+        if run_id is not None:
+            record = history.get_run(self.data_dir, run_id)
+            run = open_job_run(self.job, run_id)
+            result = await self.execute(run, mode=record.mode if record else "window")
+        elif window is not None:
+            result = await self.execute(self.new_run(window), mode="window")
+        else:
+            result = await self.nightly(handled={r.run_id for r in earlier})
+        return _after(result, earlier)
+
+    async def finish_interrupted(self, skip: str | None = None) -> list[RunResult]:
+        """Resume, oldest first, every run of this job whose process died mid-run.
+
+        We hold the job's lock, so a run the history still calls `running` has no live process:
+        it is marked `interrupted` (``runs`` shows when, and who took it over) and resumed under
+        its own id, from its own folder and journal. So the labels it held, analysts' CSV rows
+        included (they are in its folder and its manifest, not in the inbox any more), are
+        written before anything new starts, and nothing it already wrote is sent again.
+        Backfill days are left to `aigw-feedback backfill`, which resumes its own days.
+        """
+        dead = history.mark_interrupted(
+            self.data_dir,
+            self.job.name,
+            self.job.gateway.gateway_id,
+            taken_over_by=f"pid {self.held.pid} on {self.held.host}",
+            now=datetime.now(UTC),
+        )
+        results: list[RunResult] = []
+        for record in dead:
+            if record.run_id == skip or record.mode == "backfill":
+                continue
+            log.warning(
+                "run %s was interrupted (its process died while it was running); resuming it "
+                "before anything else",
+                record.run_id,
+            )
+            results.append(await self.execute(open_job_run(self.job, record.run_id), record.mode))
+            if results[-1].stopped:
+                break
+        return results
+
+    async def nightly(self, handled: set[str] | None = None) -> RunResult:
         """Finish the last nightly run if it did not end ok, then run from the watermark."""
-        previous: RunResult | None = None
+        previous: list[RunResult] = []
         unfinished = None if self.dry_run else self._unfinished_nightly()
-        if unfinished is not None:
+        if unfinished is not None and unfinished.run_id not in (handled or set()):
             log.info("run %s ended %s: finishing it first", unfinished.run_id, unfinished.status)
-            previous = await self.execute(open_job_run(self.job, unfinished.run_id), "nightly")
-            if previous.stopped:
-                return previous  # the cap is used up: nothing left for a new window
+            previous.append(
+                await self.execute(open_job_run(self.job, unfinished.run_id), "nightly")
+            )
+            if previous[-1].stopped:
+                return previous[-1]  # the cap is used up: nothing left for a new window
         window = nightly_catch_up(self.job, self.now)
         if window.duration.days > 1:
             log.info("catching up %d days from the watermark: %s", window.duration.days, window)
@@ -351,13 +454,7 @@ class Runner:
                 run_id=run.run_id,
                 now=datetime.now(UTC),
             )
-        result = await self.execute(run, "nightly")
-        if previous is None:
-            return result
-        # The invocation is only ok if the run it finished first is ok too.
-        return replace(
-            result, previous=previous, exit_code=max(result.exit_code, previous.exit_code)
-        )
+        return _after(await self.execute(run, "nightly"), previous)
 
     def _unfinished_nightly(self) -> history.RunRecord | None:
         """The latest nightly run, if it should be finished before a new one starts.
@@ -390,16 +487,21 @@ class Runner:
         return None
 
     async def execute(self, run: RunInfo, mode: str) -> RunResult:
-        """The stages of one run, skipping those already complete. Records it in the runs table."""
+        """The stages of one run, skipping those already complete. Records it in the runs table.
+
+        However the attempt ends (done, a cap, a signal, an error), it leaves ``outcome.json``
+        (the cause, requests and seconds over all attempts) and the report in the run folder, and
+        its end in the history; an error is raised again for the CLI after that.
+        """
         data_dir = self.data_dir
         if self.dry_run and run.paths.stage_result("load").exists():
             raise UsageError(
                 f"run {run.run_id} has already started writing; a dry run cannot plan it again. "
                 f"Continue it with: aigw-feedback run JOB --run {run.run_id}"
             )
-        started = datetime.now(UTC)
-        t0 = time.monotonic()
-        requests0 = self.client.stats.requests
+        attempt = Attempt(
+            run, mode, started=datetime.now(UTC), requests0=self.client.stats.requests
+        )
         lock.note_run(data_dir, self.held, run.run_id)
         history.record_started(
             data_dir,
@@ -408,58 +510,69 @@ class Runner:
             gateway_id=run.gateway_id,
             window=run.window,
             mode=mode,
-            started_at=started,
+            started_at=attempt.started,
             created_at=run.created_at,
         )
-        log.info("run %s: %s window %s", run.run_id, mode, run.window)
-        stages: dict[str, dict[str, Any]] = {}
-        skipped: list[str] = []
-        stopped: str | None = None
-        report: Path | None = None
+        log.info("run %s: %s window %s", run.run_id, mode, run.window, extra={"run_id": run.run_id})
         try:
-            for stage in PLANNING_STAGES:
-                done = _read_result(run, stage)
-                if done is not None:
-                    stages[stage] = done
-                    skipped.append(stage)
-                    continue
-                stages[stage] = await self._stage(stage, run)
-            if self.dry_run:
-                status, code = "dry_run", 0
-            else:
-                stages["load"] = await self._load(run, int(stages["plan"].get("patch") or 0))
-                if stages["load"].get("stopped_early"):
-                    # The cap is used up: reading back now would only hit it again.
-                    stopped = str(stages["load"].get("stop_reason") or "the request cap")
-                elif self.job.verify.enabled:
-                    stages["verify"] = await self._verify(run)
-                status, code, report = self._report(run)
+            await self._stages(attempt)
         except BudgetExhausted as exc:
-            # A cap reached outside the load (extract, plan lookups, verify): stop cleanly.
-            stopped = str(exc)
-            status, code, report = self._report(run) if "load" in stages else ("partial", 1, None)
+            # A cap or a signal outside the load (extract, plan lookups, verify): stop cleanly.
+            attempt.stopped = str(exc)
         except BaseException as exc:
-            history.record_finished(
-                data_dir,
-                run.run_id,
-                status="failed",
-                counts=headline_counts(stages),
-                finished_at=datetime.now(UTC),
-                error=scrub(str(exc)) or type(exc).__name__,
-            )
+            attempt.error = exc
+            self._close(attempt)
             raise
-        if stopped is not None:
+        return self._close(attempt)
+
+    async def _stages(self, attempt: Attempt) -> None:
+        run, stages = attempt.run, attempt.stages
+        for stage in PLANNING_STAGES:
+            done = _read_result(run, stage)
+            if done is not None:
+                stages[stage] = done
+                attempt.skipped.append(stage)
+                continue
+            stages[stage] = await self._stage(stage, run)
+        if self.dry_run:
+            return
+        stages["load"] = await self._load(run, int(stages["plan"].get("patch") or 0))
+        if stages["load"].get("stopped_early"):
+            # The cap is used up (or a signal came): reading back now would only hit it again.
+            attempt.stopped = str(stages["load"].get("stop_reason") or "the request cap")
+        elif self.job.verify.enabled:
+            stages["verify"] = await self._verify(run)
+
+    def _close(self, attempt: Attempt) -> RunResult:
+        """outcome.json, the report and the history's record of how this attempt ended."""
+        run, data_dir = attempt.run, self.data_dir
+        requests = self.client.stats.requests - attempt.requests0
+        seconds = (datetime.now(UTC) - attempt.started).total_seconds()
+        outcome = write_outcome(run, attempt, requests=requests, seconds=seconds)
+        status, code, report = "failed", 1, None
+        if self.dry_run and attempt.error is None and attempt.stopped is None:
+            status, code = "dry_run", 0
+        else:
+            try:
+                built = build_report(self.job, run)
+                status, code, report = built.status, exit_code_for(built), built.paths.get("html")
+            except Exception as exc:  # the report must never hide what stopped the run
+                log.error("run %s: the report could not be written: %s", run.run_id, exc)
+        if attempt.error is not None and status not in ("failed", "partial"):
+            status = "failed"
+        elif attempt.stopped is not None:
             status, code = "partial", 1
         history.record_finished(
             data_dir,
             run.run_id,
             status=status,
-            counts=headline_counts(stages),
+            counts=headline_counts(attempt.stages),
             finished_at=datetime.now(UTC),
-            stopped=stopped,
+            error=outcome["error"]["message"] if outcome["error"] else None,
+            stopped=attempt.stopped,
         )
         watermark = history.get_watermark(data_dir, run.job, run.gateway_id)
-        if status == "ok" and mode != "backfill":
+        if status in history.SUCCEEDED and attempt.mode != "backfill":
             watermark = history.advance_watermark(
                 data_dir,
                 run.job,
@@ -467,27 +580,31 @@ class Runner:
                 run.window,
                 run_id=run.run_id,
                 now=datetime.now(UTC),
-                may_start=mode == "nightly",
+                may_start=attempt.mode == "nightly",
             )
-        result = RunResult(
+        log.info(
+            "run %s: %s",
+            run.run_id,
+            status,
+            extra={"run_id": run.run_id, "status": status, "exit_code": code},
+        )
+        return RunResult(
             run_id=run.run_id,
             job=run.job,
             gateway_id=run.gateway_id,
             window=run.window,
-            mode=mode,
+            mode=attempt.mode,
             status=status,
             exit_code=code,
-            stages=stages,
-            skipped=tuple(skipped),
-            stopped=stopped,
+            stages=attempt.stages,
+            skipped=tuple(attempt.skipped),
+            stopped=attempt.stopped,
             watermark=watermark,
             report=report,
-            requests=self.client.stats.requests - requests0,
-            seconds=time.monotonic() - t0,
-            counts=headline_counts(stages),
+            requests=requests,
+            seconds=seconds,
+            counts=headline_counts(attempt.stages),
         )
-        log.info("run %s: %s", run.run_id, status)
-        return result
 
     async def _stage(self, stage: str, run: RunInfo) -> dict[str, Any]:
         log.debug("%s: starting", stage)
@@ -502,7 +619,7 @@ class Runner:
             data = result.to_json()
         else:
             data = (await plan(self.job, run, client=self.client)).to_json()
-        _log_stage(stage, data)
+        _log_stage(stage, data, run.run_id)
         return data
 
     async def _load(self, run: RunInfo, planned: int) -> dict[str, Any]:
@@ -516,7 +633,7 @@ class Runner:
                 seen[:] = [snapshot.done, snapshot.sent_now]
 
             result = await load(self.job, run, client=self.client, progress=advance)
-        _log_stage("load", result.to_json())
+        _log_stage("load", result.to_json(), run.run_id)
         return result.to_json()
 
     async def _verify(self, run: RunInfo) -> dict[str, Any]:
@@ -524,21 +641,111 @@ class Runner:
             result = await verify(self.job, run, client=self.client)
         else:
             result = await verify(self.job, run, client=self.client, sleep=self.sleep)
-        _log_stage("verify", result.to_json())
+        _log_stage("verify", result.to_json(), run.run_id)
         return result.to_json()
 
-    def _report(self, run: RunInfo) -> tuple[str, int, Path | None]:
-        report = build_report(self.job, run)
-        return report.status, exit_code_for(report), report.paths.get("html")
+
+@dataclass
+class Attempt:
+    """One attempt at a run, while it goes: what it did so far and why it stopped."""
+
+    run: RunInfo
+    mode: str
+    started: datetime
+    requests0: int
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    stopped: str | None = None
+    error: BaseException | None = None
 
 
-def _log_stage(stage: str, data: dict[str, Any]) -> None:
+def _after(result: RunResult, earlier: list[RunResult]) -> RunResult:
+    """The invocation's result: ``result``, after the runs it finished first (the worst code)."""
+    if not earlier:
+        return result
+    previous = tuple(earlier) + result.previous
+    return replace(
+        result, previous=previous, exit_code=max(r.exit_code for r in (result, *previous))
+    )
+
+
+def error_kind(exc: BaseException) -> str:
+    """What kind of failure stopped a run, for report.json's outcome (the report words it)."""
+    kinds: tuple[tuple[type[BaseException], str], ...] = (
+        (AuthError, "auth"),
+        (GatewayNotFoundError, "not_found"),
+        (TransportError, "unreachable"),
+        (UsageError, "usage"),
+        (StageError, "damaged"),
+        (InputError, "input"),
+        (ApiError, "api"),
+        (PipelineError, "pipeline"),
+    )
+    return next((kind for cls, kind in kinds if isinstance(exc, cls)), "internal")
+
+
+def write_outcome(
+    run: RunInfo, attempt: Attempt, *, requests: int, seconds: float
+) -> dict[str, Any]:
+    """outcome.json: how the run's latest attempt ended, with requests and seconds summed over
+    every attempt (so the report's budget share is of what was really sent in the time spent)."""
+    before = _read_json(run.paths.outcome) or {}
+    error = attempt.error
+    stage = next((s for s in (*PLANNING_STAGES, "load", "verify") if s not in attempt.stages), None)
+    if error is not None:
+        message = (
+            str(error)
+            if isinstance(error, PipelineError)
+            else (f"unexpected {type(error).__name__}: {error}")
+        )
+        described: dict[str, Any] | None = {
+            "kind": error_kind(error),
+            "stage": stage,
+            "message": scrub(message) or type(error).__name__,
+            "exit_code": getattr(error, "exit_code", 1),
+        }
+    else:
+        described = None
+    outcome = {
+        "run_id": run.run_id,
+        "error": described,
+        "stopped": attempt.stopped,
+        "started_at": before.get("started_at") or iso(attempt.started),
+        "finished_at": iso(datetime.now(UTC)),
+        "seconds": round(float(before.get("seconds") or 0.0) + seconds, 3),
+        "requests": int(before.get("requests") or 0) + requests,
+        "attempts": int(before.get("attempts") or 0) + 1,
+    }
+    store.write_json_atomic(outcome, run.paths.outcome)
+    return outcome
+
+
+def _log_stage(stage: str, data: dict[str, Any], run_id: str) -> None:
+    counts = {k: v for k, v in data.items() if isinstance(v, int | float) and k not in BULKY_KEYS}
     for line in stage_lines({stage: data}):
-        log.info("%s", line)
+        log.info("%s", line, extra={"stage": stage, "run_id": run_id, "counts": counts})
 
 
 def _read_result(run: RunInfo, stage: str) -> dict[str, Any] | None:
-    path = run.paths.stage_result(stage)
+    """A stage's result from an earlier attempt, if that stage is really done: its result file
+    reads, and so do the files it handed over. A damaged hand-over is rebuilt, not trusted."""
+    data = _read_json(run.paths.stage_result(stage))
+    if data is None:
+        return None
+    damaged = [p for p in run.paths.stage_outputs(stage) if not store.parquet_readable(p)]
+    if damaged:
+        log.warning(
+            "run %s: %s cannot be read (damaged); running the %s stage again to rebuild it",
+            run.run_id,
+            ", ".join(str(p) for p in damaged),
+            stage,
+        )
+        run.paths.stage_result(stage).unlink(missing_ok=True)
+        return None
+    return data
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):

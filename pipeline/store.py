@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import DataDirError, StageError, UnknownRunError
+from pipeline.errors import DamagedFileError, DataDirError, StageError, UnknownRunError
 from pipeline.redaction import scrub, scrub_table
 from pipeline.window import Window, iso, parse_iso
 
@@ -177,6 +177,19 @@ class RunPaths:
     def report(self, fmt: str) -> Path:
         return self.root / f"report.{fmt}"
 
+    @property
+    def outcome(self) -> Path:
+        """How the run's latest attempt ended: its cause, requests and seconds (pipeline.run)."""
+        return self.root / "outcome.json"
+
+    def stage_outputs(self, stage: str) -> tuple[Path, ...]:
+        """The Parquet files a stage hands over, which a resumed run must be able to read."""
+        return {
+            "label": (self.labels, self.chosen),
+            "plan": (self.plan,),
+            "verify": (self.verify,),
+        }.get(stage, ())
+
     def stage_result(self, stage: str) -> Path:
         """Each stage's result object, as JSON, for the report and for resumed runs."""
         return self.root / f"{stage}.result.json"
@@ -237,17 +250,41 @@ def open_run(data_dir: Path, run_id: str) -> RunInfo:
         raise unknown  # not a run id: never a path outside runs/
     try:
         raw = json.loads(paths.info.read_text(encoding="utf-8"))
+        window = Window(parse_iso(raw["window"]["start"]), parse_iso(raw["window"]["end"]))
+        return RunInfo(
+            run_id=raw["run_id"],
+            job=raw["job"],
+            gateway_id=raw["gateway_id"],
+            window=window,
+            created_at=parse_iso(raw["created_at"]),
+            paths=paths,
+        )
     except (FileNotFoundError, NotADirectoryError):
         raise unknown from None
-    window = Window(parse_iso(raw["window"]["start"]), parse_iso(raw["window"]["end"]))
-    return RunInfo(
-        run_id=raw["run_id"],
-        job=raw["job"],
-        gateway_id=raw["gateway_id"],
-        window=window,
-        created_at=parse_iso(raw["created_at"]),
-        paths=paths,
-    )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DamagedFileError(
+            f"{paths.info} cannot be read ({type(exc).__name__}); the run history in "
+            f"{data_dir / STATE_FILE} can rebuild it: run the job again"
+        ) from None
+
+
+def rewrite_run_info(
+    data_dir: Path, run_id: str, job: str, gateway_id: str, window: Window, created_at: datetime
+) -> RunInfo:
+    """Write a run's run.json again (it was damaged) from facts kept elsewhere."""
+    paths = RunPaths(runs_dir(data_dir) / run_id)
+    info = RunInfo(run_id, job, gateway_id, window, created_at, paths)
+    write_json_atomic(info.to_json(), paths.info)
+    return info
+
+
+def parquet_readable(path: Path) -> bool:
+    """Whether a Parquet file exists and its footer reads (a truncated file's does not)."""
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
 
 
 def require(path: Path, stage: str, run_id: str) -> Path:

@@ -5,8 +5,11 @@ not return — 10,000 patched logs cost about 200 requests, not 10,000. Each fie
 (feedback, score, metadata) is compared with the read-back:
 
     verified      every sent field reads back equal
-    mismatched    some field reads back different (or the log is gone), still after the re-checks
+    mismatched    some field reads back different, still after the re-checks
     unverifiable  the response does not carry a sent field at all: "cannot tell", never "verified"
+    gone          the log no longer exists (deleted, or aged out, after its PATCH was acknowledged):
+                  nothing is left to label, so like a 404 at load time it does not count against
+                  the run
 
 Writes can become visible late (read-after-write lag), so mismatches are read again after
 ``verify.recheck_wait`` seconds, up to ``verify.recheck_attempts`` times. Time is injected: ``sleep``
@@ -63,6 +66,7 @@ class VerifyResult:
     started_at: str
     finished_at: str
     mismatches: list[dict[str, Any]] = field(default_factory=list)
+    gone: int = 0  # patched logs that no longer exist on read-back
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,7 +78,7 @@ class VerifyResult:
     def summary(self) -> str:
         return (
             f"verify {self.run_id}: {self.verified}/{self.checked} verified, "
-            f"{self.mismatched} mismatched, {self.unverifiable} unverifiable; "
+            f"{self.mismatched} mismatched, {self.unverifiable} unverifiable, {self.gone} gone; "
             f"{self.requests} requests, {self.rechecks} re-check rounds"
         )
 
@@ -168,14 +172,14 @@ def classify(expected: pl.DataFrame, actual: pl.DataFrame) -> pl.DataFrame:
     )
     return df.with_columns(
         status=pl.when(~pl.col("found"))
-        .then(pl.lit("mismatched"))
+        .then(pl.lit("gone"))
         .when(any_differs)
         .then(pl.lit("mismatched"))
         .when(any_unknown)
         .then(pl.lit("unverifiable"))
         .otherwise(pl.lit("verified")),
         reason=pl.when(~pl.col("found"))
-        .then(pl.lit("log not found on read-back"))
+        .then(pl.lit("the log no longer exists (deleted after its PATCH was acknowledged)"))
         .when(any_differs)
         .then(differ_reason)
         .when(any_unknown)
@@ -234,6 +238,7 @@ async def verify(
         verified=counts.get("verified", 0),
         mismatched=counts.get("mismatched", 0),
         unverifiable=counts.get("unverifiable", 0),
+        gone=counts.get("gone", 0),
         requests=client.stats.requests - before,
         rechecks=rounds,
         seconds=round(finished - started, 3),

@@ -131,9 +131,9 @@ def test_next_night_finishes_an_unfinished_run_first(tmp_path: Path) -> None:
         assert capped.status == "partial"
         following = run(load(path, emu.edit_token), now=night(1))
         sent = patches_by_log(emu)
-    assert following.previous is not None
-    assert following.previous.run_id == capped.run_id
-    assert following.previous.status == "ok"
+    [previous] = following.previous
+    assert previous.run_id == capped.run_id
+    assert previous.status == "ok"
     assert following.window == day_window((D0 + DAY).date())
     assert following.status == "ok"
     assert following.watermark == D0 + 2 * DAY
@@ -155,7 +155,7 @@ def test_a_run_that_keeps_failing_is_retried_once_then_left_behind(tmp_path: Pat
             run(refused, now=night(1))  # retries the failed run first, which fails again
         assert [r.run_id for r in history.list_runs(refused.store.data_dir)] == [first.run_id]
         fixed = run(load(path, emu.edit_token), now=night(2))
-    assert fixed.previous is None  # retried once already: not resumed again
+    assert fixed.previous == ()  # retried once already: not resumed again
     assert fixed.window == Window(D0, D0 + 3 * DAY)  # but its nights are covered again
     assert fixed.status == "ok"
     assert fixed.watermark == D0 + 3 * DAY

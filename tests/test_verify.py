@@ -86,11 +86,25 @@ def test_a_value_that_never_lands_is_mismatched_with_the_reason(tmp_path: Path) 
         del api.logs["l002"]
 
     result, slept = load_then_verify(job, run, api, before_verify=tamper)
-    assert (result.verified, result.mismatched, result.unverifiable) == (1, 2, 0)
+    assert (result.verified, result.mismatched, result.unverifiable) == (1, 1, 0)
     assert len(slept) == job.verify.recheck_attempts
     reasons = {m["log_id"]: m["reason"] for m in result.mismatches}
     assert reasons["l001"] == "feedback sent 1 read -1"
-    assert reasons["l002"] == "log not found on read-back"
+
+
+def test_a_log_deleted_after_its_patch_is_gone_not_mismatched(tmp_path: Path) -> None:
+    """A log deleted between load and verify is `gone` (nothing left to label), like a 404 at
+    load; it does not make the verification fail."""
+    job, run, api = setup(tmp_path, n=3)
+
+    def delete() -> None:
+        del api.logs["l002"]
+
+    result, _ = load_then_verify(job, run, api, before_verify=delete)
+    assert (result.verified, result.mismatched, result.gone) == (2, 0, 1)
+    assert result.ok
+    reasons = {m["log_id"]: m["reason"] for m in result.mismatches}
+    assert "no longer exists" in reasons["l002"]
 
 
 def test_a_field_the_api_does_not_return_is_unverifiable_not_verified(tmp_path: Path) -> None:

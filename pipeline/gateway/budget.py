@@ -96,6 +96,8 @@ class Budget:
         self._waiters: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._db = _SharedState(state_path or config.shared_state or default_state_path(), key)
+        self._stop_reason: str | None = None
+        self._stopping: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         return f"Budget(rate={self.rate_per_second:.2f}/s, concurrency={self.config.concurrency})"
@@ -154,6 +156,13 @@ class Budget:
             # Nothing left whatever the reason: the next request would be a 429. Let it roll on.
             self._db.pause_until(now + reset)
 
+    def stop(self, reason: str) -> None:
+        """Admit no request from now on (SIGTERM, Ctrl-C): whoever waits for a slot, or asks for
+        one later, gets BudgetExhausted(reason) at once. Requests already sent finish normally."""
+        self._stop_reason = reason
+        if self._stopping is not None:
+            self._stopping.set()
+
     def close(self) -> None:
         self._db.close()
 
@@ -207,7 +216,7 @@ class Budget:
                 self.stats.waited_seconds += wait
                 if paused:
                     self.stats.paused_seconds += wait
-                await self.sleep(wait)
+                await self._sleep_unless_stopped(wait)
             self.stats.waits += waited
             self.stats.requests += 1
             if self.stats.first_at is None:
@@ -223,7 +232,23 @@ class Budget:
             self._in_flight -= 1
             cond.notify()
 
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        """Sleep, but wake at once when stop() is called (a 429 pause can last minutes)."""
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+            if self._stop_reason is not None:
+                self._stopping.set()
+        nap = asyncio.ensure_future(self.sleep(seconds))
+        woken = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({nap, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (nap, woken):
+                task.cancel()
+
     def _check_caps(self, now: float, wait: float) -> None:
+        if self._stop_reason is not None:
+            raise BudgetExhausted(self._stop_reason)
         cfg = self.config
         if cfg.max_requests is not None and self.stats.requests >= cfg.max_requests:
             raise BudgetExhausted(

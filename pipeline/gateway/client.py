@@ -26,6 +26,8 @@ from pipeline.errors import (
     ApiError,
     AuthError,
     BadRequestError,
+    BudgetExhausted,
+    GatewayNotFoundError,
     NotFoundError,
     RateLimitedError,
     ServerError,
@@ -53,13 +55,25 @@ class RequestBudget(Protocol):
         """requests{total, budget_per_s, utilisation} for the report."""
         ...
 
+    def stop(self, reason: str) -> None:
+        """Admit no more requests: the next slot() raises BudgetExhausted(reason)."""
+        ...
+
 
 class NoBudget:
     """No pacing at all: for tests of the client itself and for the emulator's own tools."""
 
+    def __init__(self) -> None:
+        self._stop_reason: str | None = None
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
+        if self._stop_reason is not None:
+            raise BudgetExhausted(self._stop_reason)
         yield
+
+    def stop(self, reason: str) -> None:
+        self._stop_reason = reason
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         return None
@@ -281,6 +295,13 @@ class LogsClient:
         if status in (401, 403):
             raise AuthError(
                 f"{what} was refused: {message} (HTTP {status}, code {code}); {PERMISSION_HINT}"
+            )
+        if status == 404 and method == "GET" and not path:
+            # The collection itself is missing: the account or the gateway does not exist.
+            raise GatewayNotFoundError(
+                f"gateway {self.gateway.gateway_id!r} was not found in account "
+                f"{self.gateway.account_id} (HTTP 404, code {code}); check [gateway] gateway_id "
+                "and account_id in the job file"
             )
         if status == 404:
             raise NotFoundError(f"{what}: not found", status=404, code=code)

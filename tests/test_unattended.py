@@ -1,0 +1,175 @@
+"""The nights that are not happy, driven through the CLI against the emulator over real HTTP.
+
+One test per scenario a scheduled job meets: quiet nights, crashes, refused tokens, caps, an API
+that is not there, damaged files, signals, a day run twice. Each asserts what an operator sees:
+the exit code, the run's status, the first problem in report.json, the watermark, and that every
+accepted label ends up written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline import history
+from pipeline.cli import cli
+from pipeline.emulator import RunningEmulator
+from tests.runkit import (
+    D0,
+    DAY,
+    TOKEN_ENV,
+    drop_csv,
+    emulator,
+    load,
+    log_ids,
+    patches_by_log,
+    write_job,
+)
+
+NO_RULES_EXTRA = ""
+
+
+@dataclass
+class Outcome:
+    """What one CLI invocation left behind."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    data_dir: Path
+    run_id: str | None  # the newest run when the invocation ended
+
+    @property
+    def runs(self) -> list[history.RunRecord]:
+        return history.list_runs(self.data_dir, limit=None)
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """report.json of the newest run when the invocation ended."""
+        assert self.run_id is not None, "the invocation recorded no run"
+        path = self.data_dir / "runs" / self.run_id / "report.json"
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    def watermark(self, job: str = "nightly", gateway: str = "test-gateway") -> datetime | None:
+        return history.get_watermark(self.data_dir, job, gateway)
+
+
+def cli_run(tmp_path: Path, args: list[str], token: str | None) -> Outcome:
+    env = {TOKEN_ENV: token} if token is not None else {}
+    result = CliRunner().invoke(cli, args, env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    data_dir = tmp_path / "data"
+    newest = history.list_runs(data_dir, limit=1) if (data_dir / "state.sqlite").exists() else []
+    run_id = newest[0].run_id if newest else None
+    return Outcome(result.exit_code, result.stdout, result.stderr, data_dir, run_id)
+
+
+def nightly_at(day: int) -> list[str]:
+    """The clock of the process is real; a nightly window is pinned with --window instead."""
+    return ["--window", str((D0 + day * DAY).date())]
+
+
+def job_without_rules(tmp_path: Path, emu: RunningEmulator, **kwargs: Any) -> Path:
+    """A job whose rules match nothing: the CSV inbox is its only source of labels."""
+    path = write_job(tmp_path, emu.base_url, **kwargs)
+    text = path.read_text(encoding="utf-8")
+    text = text.replace('when = "status_code >= 500"', 'when = "status_code >= 900"')
+    text = text.replace('when = "success"', 'when = "success AND duration < 0"')
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- quiet nights ---------------------------------------------------------------------------------
+
+
+def test_an_empty_window_is_nothing_to_do_and_exits_0(tmp_path: Path) -> None:
+    """A day with no logs at all ends `nothing_to_do`, exit 0, with a report and no problem."""
+    with emulator(days=1) as emu:
+        job = write_job(tmp_path, emu.base_url)
+        out = cli_run(tmp_path, ["run", str(job), *nightly_at(3), "-q"], emu.edit_token)
+    assert out.exit_code == 0, out.stderr
+    assert out.runs[0].status == "nothing_to_do"
+    assert out.report["status"] == "nothing_to_do"
+    assert out.report["problems"] == []
+    assert "nothing to do" in out.stdout
+
+
+def test_a_quiet_nightly_run_advances_the_watermark(tmp_path: Path) -> None:
+    """The plain nightly command on a night without logs: exit 0, and the watermark moves on."""
+    with emulator(days=1) as emu:  # logs only on 2026-11-10; yesterday is empty
+        job = write_job(tmp_path, emu.base_url)
+        out = cli_run(tmp_path, ["run", str(job), "-q"], emu.edit_token)
+    assert out.exit_code == 0, out.stderr
+    assert out.runs[0].status == "nothing_to_do"
+    assert out.watermark() == out.runs[0].window.end
+
+
+def test_rules_that_match_nothing_are_a_quiet_night(tmp_path: Path) -> None:
+    """Logs but no labels (rules match nothing, empty inbox): exit 0, `nothing_to_do`."""
+    with emulator(days=1) as emu:
+        job = job_without_rules(tmp_path, emu)
+        out = cli_run(tmp_path, ["run", str(job), *nightly_at(0), "-q"], emu.edit_token)
+        sent = patches_by_log(emu)
+    assert out.exit_code == 0, out.stderr
+    assert out.report["status"] == "nothing_to_do"
+    assert out.report["extract"]["logs"] > 0
+    assert sent == {}
+
+
+def test_a_second_run_of_a_labeled_day_changes_nothing_and_exits_0(tmp_path: Path) -> None:
+    """Run a day twice: the second run finds every label already there and sends no PATCH."""
+    with emulator(days=1) as emu:
+        job = write_job(tmp_path, emu.base_url)
+        first = cli_run(tmp_path, ["run", str(job), *nightly_at(0), "-q"], emu.edit_token)
+        sent = sum(patches_by_log(emu).values())
+        second = cli_run(tmp_path, ["run", str(job), *nightly_at(0), "-q"], emu.edit_token)
+        sent_again = sum(patches_by_log(emu).values())
+    assert first.exit_code == 0 and second.exit_code == 0, second.stderr
+    assert sent > 0 and sent_again == sent
+    assert second.report["status"] == "nothing_to_do"
+    assert second.report["plan"]["unchanged"] == first.report["plan"]["patch"]
+
+
+def test_a_window_in_the_future_is_refused(tmp_path: Path) -> None:
+    """A window that starts after the last complete moment is a usage error (exit 2), no run."""
+    job = write_job(tmp_path, "http://127.0.0.1:9")
+    out = cli_run(tmp_path, ["run", str(job), "--window", "2999-01-01", "-q"], "some-token")
+    assert out.exit_code == 2
+    assert "future" in out.stderr
+    assert not (tmp_path / "data" / "runs").exists()
+
+
+# -- precedence across runs -----------------------------------------------------------------------
+
+
+def test_a_day_run_twice_keeps_the_analysts_labels_against_rules(tmp_path: Path) -> None:
+    """First run: an analyst labels logs +1 by CSV. Second run of the same day, the CSV already
+    processed: a rule labeling those logs does not add to or replace the analyst's word."""
+    with emulator(days=1) as emu:
+        path = write_job(tmp_path, emu.base_url)
+        # A rule that agrees on the feedback of every log of the day and adds a score of its own.
+        text = (
+            path.read_text(encoding="utf-8")
+            .replace('when = "status_code >= 500"', 'when = "true"')
+            .replace("feedback = -1\n", "feedback = 1\nscore = 40\n")
+        )
+        path.write_text(text, encoding="utf-8")
+        job = load(path, emu.edit_token)
+        analysed = log_ids(days=1)[:12]
+        drop_csv(job, "review.csv", dict.fromkeys(analysed, 1))
+        first = cli_run(tmp_path, ["run", str(path), *nightly_at(0), "-q"], emu.edit_token)
+        second = cli_run(tmp_path, ["run", str(path), *nightly_at(0), "-q"], emu.edit_token)
+        feedback = {i: emu.store.get(emu.account_id, emu.gateway_id, i) for i in analysed}
+    assert first.exit_code == 0 and second.exit_code == 0, second.stderr
+    assert {log["feedback"] for log in feedback.values()} == {1}
+    # Nor does a rule add its score to them: the analyst's label is taken whole.
+    assert {log.get("score") for log in feedback.values()} == {None}
+    assert second.report["plan"]["keep_existing"] >= len(analysed)
