@@ -70,8 +70,10 @@ ERROR_LEADS = {
     "unreachable": "the API could not be reached",
     "usage": "a usage or configuration error",
     "damaged": "a file of the run is damaged",
+    "input": "an input cannot be used",
+    "api": "the API refused a request",
     "internal": "an internal error",
-}
+}  # any other kind: "an error"
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def render_report(job: JobConfig | None, run: RunInfo, *, now: float | None = No
     rejects = _read(run.paths.root / REJECTS_FILE)
     inbox = _inbox_files(rejects, _read(run.paths.label_analysis), results.get("label"))
     data = assemble(run, results, job=job, now=now, outcome=outcome, inbox=inbox)
-    extras = _extras(run, results, rejects)
+    extras, damaged = _extras(run, results, rejects)
+    data["problems"] += damaged
     texts = {
         "json": json.dumps(data, indent=2, default=str) + "\n",
         "md": render_markdown(data, extras),
@@ -423,12 +426,14 @@ def _extras(
     run: RunInfo,
     results: Mapping[str, dict[str, Any] | None],
     rejects: Mapping[str, Any] | None,
-) -> Extras:
+) -> tuple[Extras, list[str]]:
+    """The tables beyond report.json, and a sentence for each file they could not be read from."""
     by_model: list[dict[str, Any]] = []
     feedback: list[dict[str, Any]] = []
     note: str | None = None
-    if run.paths.plan.exists():
-        planned = pl.read_parquet(run.paths.plan)
+    damaged: list[str] = []
+    planned = _parquet(run.paths.plan, damaged)
+    if planned is not None:
         joined = planned.with_columns(
             pl.col("provider").fill_null("(unknown)"), pl.col("model").fill_null("(unknown)")
         )
@@ -443,15 +448,32 @@ def _extras(
             .sort("labels", "provider", "model", descending=[True, False, False])
             .to_dicts()
         )
-        feedback, note = _feedback(run, planned, results.get("load"))
+        verified = _parquet(run.paths.verify, damaged)
+        feedback, note = _feedback(planned, verified, results.get("load"))
     analysis = _read(run.paths.label_analysis)
     timeline = [[int(a), int(b)] for a, b in (results.get("load") or {}).get("timeline", [])]
     rows = _rejects(results.get("label") or {}, rejects)
-    return Extras(results, by_model, feedback, analysis, rows, timeline, feedback_note=note)
+    extras = Extras(results, by_model, feedback, analysis, rows, timeline, feedback_note=note)
+    return extras, damaged
+
+
+def _parquet(path: Path, damaged: list[str]) -> pl.DataFrame | None:
+    """A Parquet file of the run, or None when it is absent or cannot be read (then said why)."""
+    if not path.exists():
+        return None
+    try:
+        return pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        damaged.append(
+            f"{path.name} cannot be read ({reason}): the tables from it are missing; "
+            f"`aigw-feedback {path.stem} JOB --run {path.parent.name}` writes it again"
+        )
+        return None
 
 
 def _feedback(
-    run: RunInfo, planned: pl.DataFrame, load_: Mapping[str, Any] | None
+    planned: pl.DataFrame, verified: pl.DataFrame | None, load_: Mapping[str, Any] | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Feedback on the labeled logs: before the run, as planned, and after — counting only what
     was written. Which changes were written is known per log from verify.parquet (every log the
@@ -461,7 +483,6 @@ def _feedback(
     current, desired = pl.col("current_feedback"), pl.col("desired_feedback")
     after: pl.Expr | None
     note = None
-    verified = pl.read_parquet(run.paths.verify) if run.paths.verify.exists() else None
     if verified is not None and verified.height == patched:
         read = verified.select("log_id", "status", "actual_feedback")
         planned = planned.join(read, on="log_id", how="left")

@@ -381,3 +381,24 @@ def test_rejected_rows_come_from_the_run_folder(tmp_path: Path) -> None:
     result = report(run.run_id, job.store.data_dir)
     assert "| a.csv | 7 | bad_feedback: 'meh' is not -1/1 |" in result.texts["md"]
     assert "&quot;feedback&quot;: &quot;meh&quot;" in result.texts["html"]
+
+
+def test_an_error_of_an_unknown_kind_still_comes_first_with_its_message(tmp_path: Path) -> None:
+    """An outcome.json error of a kind this report does not know is shown first, in its words."""
+    job, run = refused_run(tmp_path)
+    error = {"kind": "cosmic_ray", "stage": "plan", "message": "a bit flipped", "exit_code": 1}
+    write_outcome(run, error=error)
+    result = build_report(job, run)
+    assert result.data["problems"][0] == "an error during plan: a bit flipped"
+    assert (result.status, result.exit_code) == ("failed", 1)
+
+
+def test_a_damaged_plan_or_verify_file_does_not_stop_the_report(tmp_path: Path) -> None:
+    """A truncated plan.parquet or verify.parquet: the report still renders and names the file."""
+    job, run = full_run(tmp_path)
+    for path in (run.paths.plan, run.paths.verify):
+        path.write_bytes(b"PAR1 truncated")
+    result = build_report(job, run)
+    assert result.status == "ok"
+    assert any("plan.parquet cannot be read" in p for p in result.data["problems"])
+    assert "plan.parquet cannot be read" in run.paths.report("html").read_text()
