@@ -200,6 +200,7 @@ async def backfill(
             )
             with stop_on_signals(client.budget):
                 # Days whose process died are resumed in their turn below, like any unfinished day.
+                history.recover_runs(data_dir, now=datetime.now(UTC))
                 await runner.finish_interrupted()
                 for i, day in enumerate(days):
                     if stopped is not None:

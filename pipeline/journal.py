@@ -245,3 +245,11 @@ def label_owners(data_dir: Path, gateway_id: str, log_ids: Iterable[str]) -> dic
         ).fetchall()
         conn.execute("DROP TABLE wanted")
     return {str(log_id): str(source) for log_id, source in rows}
+
+
+def journal_has_rows(data_dir: Path, run_id: str) -> bool:
+    """Whether the journal holds anything for this run (False after a state database reset)."""
+    with store.state_db(data_dir) as conn:
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT 1 FROM load_journal WHERE run_id = ? LIMIT 1", (run_id,))
+        return row.fetchone() is not None

@@ -60,6 +60,7 @@ from pipeline.errors import (
 from pipeline.extract import extract
 from pipeline.gateway import open_client
 from pipeline.gateway.client import LogsClient, RequestBudget
+from pipeline.journal import journal_has_rows
 from pipeline.label import label
 from pipeline.load import LoadProgress, load
 from pipeline.logging_setup import redact, scrub
@@ -386,6 +387,7 @@ class Runner:
 
     async def invoke(self, *, window: Window | None, run_id: str | None) -> RunResult:
         """What `aigw-feedback run` asked for, after finishing the job's interrupted runs."""
+        history.recover_runs(self.data_dir, now=datetime.now(UTC))
         earlier = [] if self.dry_run else await self.finish_interrupted(skip=run_id)
         if earlier and earlier[-1].stopped:
             return _after(earlier[-1], earlier[:-1])  # the cap or a signal: nothing more now
@@ -394,7 +396,7 @@ class Runner:
             run = open_job_run(self.job, run_id)
             result = await self.execute(run, mode=record.mode if record else "window")
         elif window is not None:
-            result = await self.execute(self.new_run(window), mode="window")
+            result = await self.window(window, handled={r.run_id for r in earlier})
         else:
             result = await self.nightly(handled={r.run_id for r in earlier})
         return _after(result, earlier)
@@ -430,17 +432,19 @@ class Runner:
                 break
         return results
 
+    async def window(self, window: Window, handled: set[str] | None = None) -> RunResult:
+        """Finish the last run of this very window if it did not end ok, then run it anew (new
+        CSV files get applied; what already landed is `unchanged` and costs no PATCH)."""
+        previous = await self._finish_unfinished("window", window, handled)
+        if previous and previous[-1].stopped:
+            return previous[-1]
+        return _after(await self.execute(self.new_run(window), "window"), previous)
+
     async def nightly(self, handled: set[str] | None = None) -> RunResult:
         """Finish the last nightly run if it did not end ok, then run from the watermark."""
-        previous: list[RunResult] = []
-        unfinished = None if self.dry_run else self._unfinished_nightly()
-        if unfinished is not None and unfinished.run_id not in (handled or set()):
-            log.info("run %s ended %s: finishing it first", unfinished.run_id, unfinished.status)
-            previous.append(
-                await self.execute(open_job_run(self.job, unfinished.run_id), "nightly")
-            )
-            if previous[-1].stopped:
-                return previous[-1]  # the cap is used up: nothing left for a new window
+        previous = await self._finish_unfinished("nightly", None, handled)
+        if previous and previous[-1].stopped:
+            return previous[-1]  # the cap is used up: nothing left for a new window
         window = nightly_catch_up(self.job, self.now)
         if window.duration.days > 1:
             log.info("catching up %d days from the watermark: %s", window.duration.days, window)
@@ -456,18 +460,28 @@ class Runner:
             )
         return _after(await self.execute(run, "nightly"), previous)
 
-    def _unfinished_nightly(self) -> history.RunRecord | None:
-        """The latest nightly run, if it should be finished before a new one starts.
+    async def _finish_unfinished(
+        self, mode: str, window: Window | None, handled: set[str] | None
+    ) -> list[RunResult]:
+        unfinished = None if self.dry_run else self._unfinished(mode, window)
+        if unfinished is None or unfinished.run_id in (handled or set()):
+            return []
+        log.info("run %s ended %s: finishing it first", unfinished.run_id, unfinished.status)
+        return [await self.execute(open_job_run(self.job, unfinished.run_id), mode)]
 
-        A run stopped by a cap is always continued (it makes progress every night). One that
-        failed, crashed or ended with failed/unverified changes gets one automatic retry, so a
-        run that keeps failing cannot hold up every night after it.
+    def _unfinished(self, mode: str, window: Window | None) -> history.RunRecord | None:
+        """The latest run of this mode (and window), if it should be finished before a new one.
+
+        A run stopped by a cap or a signal is always continued (it makes progress every night).
+        One that failed, crashed or ended with failed/unverified changes gets one automatic retry,
+        so a run that keeps failing cannot hold up every night after it.
         """
         last = history.list_runs(
             self.data_dir,
             job=self.job.name,
             gateway_id=self.job.gateway.gateway_id,
-            mode="nightly",
+            mode=mode,
+            window=window,
             limit=1,
         )
         if not last or last[0].status not in history.UNFINISHED:
@@ -499,6 +513,7 @@ class Runner:
                 f"run {run.run_id} has already started writing; a dry run cannot plan it again. "
                 f"Continue it with: aigw-feedback run JOB --run {run.run_id}"
             )
+        _forget_stale_plan(run, data_dir)
         attempt = Attempt(
             run, mode, started=datetime.now(UTC), requests0=self.client.stats.requests
         )
@@ -708,6 +723,7 @@ def write_outcome(
         described = None
     outcome = {
         "run_id": run.run_id,
+        "mode": attempt.mode,
         "error": described,
         "stopped": attempt.stopped,
         "started_at": before.get("started_at") or iso(attempt.started),
@@ -718,6 +734,21 @@ def write_outcome(
     }
     store.write_json_atomic(outcome, run.paths.outcome)
     return outcome
+
+
+def _forget_stale_plan(run: RunInfo, data_dir: Path) -> None:
+    """A run whose load started but whose journal is gone (the state database was damaged and set
+    aside) cannot know which PATCHes landed: extract and plan it again, so the plan compares with
+    what the server shows now and nothing that already landed is sent again."""
+    if not run.paths.stage_result("load").exists() or journal_has_rows(data_dir, run.run_id):
+        return
+    log.warning(
+        "run %s: its load journal is gone; extracting and planning it again so that nothing "
+        "already written is sent twice",
+        run.run_id,
+    )
+    for stage in ("extract", "plan", "load"):
+        run.paths.stage_result(stage).unlink(missing_ok=True)
 
 
 def _log_stage(stage: str, data: dict[str, Any], run_id: str) -> None:

@@ -17,6 +17,7 @@ umask asks for (tempfile's 0600 would make reports unreadable to the team that r
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from pipeline.config import JobConfig
 
 STATE_FILE = "state.sqlite"
+log = logging.getLogger(__name__)
 
 
 def _umask_now() -> int:
@@ -344,19 +346,62 @@ def _open_writable(data_dir: Path) -> sqlite3.Connection:
         path.exists() and not os.access(path, os.R_OK | os.W_OK)
     ):
         raise _cannot_open(path, "it is read-only for this user", fix)
-    conn: sqlite3.Connection | None = None
     try:
-        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=30000")
+        return _connect_sound(path)
     except sqlite3.OperationalError as exc:
-        if conn is not None:
-            conn.close()
         if not _is_open_failure(exc):
             raise
         raise _cannot_open(path, str(exc), fix) from None
-    return conn
+
+
+_checked: set[Path] = set()  # state files this process has found sound
+
+
+def _connect_sound(path: Path) -> sqlite3.Connection:
+    """A connection to a state file that is a sound SQLite database.
+
+    One that is not (truncated, overwritten, "database disk image is malformed") would make every
+    later run fail, so it is set aside, renamed and never deleted, and a new one is started: each
+    module re-creates its tables, and the run history is rebuilt from the run folders
+    (`pipeline.history.recover_runs`). Checked once per process (quick_check reads every page).
+    """
+    for _ in range(2):
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if path not in _checked:
+                verdict = conn.execute("PRAGMA quick_check(1)").fetchone()
+                if verdict is None or verdict[0] != "ok":
+                    raise sqlite3.DatabaseError(f"quick_check: {verdict}")
+                _checked.add(path)
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            set_aside_damaged_state(path, str(exc))
+    raise DataDirError(f"{path} could not be created as a new state database")
+
+
+def set_aside_damaged_state(path: Path, why: str) -> Path:
+    """Rename a damaged state database (and its -wal/-shm) aside; return the new name."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}-{secrets.token_hex(2)}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            os.replace(part, aside.with_name(aside.name + suffix))
+    log.warning(
+        "the state database %s cannot be read (%s); set aside as %s, a new one is started and "
+        "the run history is rebuilt from the run folders",
+        path,
+        why,
+        aside,
+    )
+    return aside
 
 
 def _open_readonly(data_dir: Path) -> sqlite3.Connection:

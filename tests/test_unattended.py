@@ -173,3 +173,68 @@ def test_a_day_run_twice_keeps_the_analysts_labels_against_rules(tmp_path: Path)
     # Nor does a rule add its score to them: the analyst's label is taken whole.
     assert {log.get("score") for log in feedback.values()} == {None}
     assert second.report["plan"]["keep_existing"] >= len(analysed)
+
+
+# -- damaged files --------------------------------------------------------------------------------
+
+
+def _capped_then(tmp_path: Path, emu: RunningEmulator, damage: Any) -> tuple[Outcome, Outcome]:
+    """A run capped midway (labels planned, some written), its folder damaged, then the plain
+    nightly command again."""
+    job = write_job(tmp_path, emu.base_url)
+    first = cli_run(
+        tmp_path, ["run", str(job), *nightly_at(0), "--max-requests", "10", "-q"], emu.edit_token
+    )
+    assert first.exit_code == 1 and first.run_id is not None, first.stderr
+    damage(tmp_path / "data", first.run_id)
+    again = cli_run(tmp_path, ["run", str(job), *nightly_at(0)], emu.edit_token)
+    return first, again
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    ["plan.parquet", "chosen.parquet", "run.json"],
+)
+def test_a_damaged_run_file_is_rebuilt_and_every_label_lands(tmp_path: Path, damaged: str) -> None:
+    """A truncated plan or chosen labels, or a garbled run.json, in an unfinished run: the next
+    run rebuilds it, finishes the run, and every planned change is written exactly once."""
+
+    def damage(data_dir: Path, run_id: str) -> None:
+        path = data_dir / "runs" / run_id / damaged
+        if damaged == "run.json":
+            path.write_text("{ this is not json", encoding="utf-8")
+        else:
+            _truncate(path)
+
+    with emulator(days=1) as emu:
+        first, again = _capped_then(tmp_path, emu, damage)
+        sent = patches_by_log(emu)
+        finished = history.get_run(again.data_dir, first.run_id or "")
+    assert again.exit_code == 0, again.stderr
+    assert finished is not None and finished.status == "ok"
+    assert sent and max(sent.values()) == 1
+
+
+def test_a_damaged_state_database_is_set_aside_and_nothing_is_resent(tmp_path: Path) -> None:
+    """A truncated state.sqlite: the next run renames it aside (never deletes it), rebuilds the
+    run history from the run folders, finishes the unfinished run, and sends no PATCH twice."""
+
+    def damage(data_dir: Path, _run_id: str) -> None:
+        for extra in ("state.sqlite-wal", "state.sqlite-shm"):
+            (data_dir / extra).unlink(missing_ok=True)
+        (data_dir / "state.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+
+    with emulator(days=1) as emu:
+        first, again = _capped_then(tmp_path, emu, damage)
+        sent = patches_by_log(emu)
+    assert again.exit_code == 0, again.stderr
+    assert list((tmp_path / "data").glob("state.sqlite.damaged-*"))
+    assert "set aside" in again.stderr
+    finished = history.get_run(again.data_dir, first.run_id or "")
+    assert finished is not None and finished.status == "ok"
+    assert sent and max(sent.values()) == 1
