@@ -6,49 +6,74 @@ Only here do exceptions become messages and exit codes:
 
 from __future__ import annotations
 
+import errno
 import sys
-import traceback
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import click
 
 from pipeline.cli_options import (
+    ARGV,
     data_dir_option,
+    emit_result,
     job_options,
     job_with_overrides,
     output_options,
     pop_output,
+    report_failure,
     setup_output,
+    wants_json,
 )
 from pipeline.errors import PipelineError
 
 
 class _Group(click.Group):
-    """Turns PipelineError into one or two plain sentences on stderr and its exit code."""
+    """Turns exceptions into one or two plain sentences on stderr and an exit code (or, with
+    --log-format json, an error line and a failed summary: see cli_options.report_failure)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV] = list(args)  # so errors before --log-format is read still honour it
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        ctx.ensure_object(dict)  # shared with the commands: --verbose, --log-format, the run id
         try:
             return super().invoke(ctx)
         except PipelineError as exc:
-            from pipeline.logging_setup import scrub
-
-            if ctx.obj and ctx.obj.get("verbose"):
-                click.echo(scrub(traceback.format_exc()), err=True)
-            click.echo(scrub(f"error: {exc}"), err=True)
-            sys.exit(exc.exit_code)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            report_failure(ctx, message=str(exc), exit_code=exc.exit_code, kind=type(exc).__name__)
+        except (click.exceptions.Exit, click.Abort):
             raise
+        except click.ClickException as exc:
+            if not wants_json(ctx):
+                raise  # click prints its usage line and the message
+            message = exc.format_message()
+            report_failure(ctx, message=message, exit_code=exc.exit_code, kind="UsageError")
+        except OSError as exc:
+            if exc.filename is None:
+                _unexpected(ctx, exc)
+            # A file or folder the pipeline cannot use: name it; a permission or a path problem is
+            # the operator's to fix (exit 2).
+            usage = exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                                  errno.EISDIR, errno.EEXIST)  # fmt: skip
+            report_failure(
+                ctx,
+                message=f"cannot use {exc.filename}: {exc.strerror or exc}. Check the path and its "
+                "permissions (for the data dir: --data-dir or the job's [store] data_dir).",
+                exit_code=2 if usage else 1,
+                kind="DataDirError" if usage else type(exc).__name__,
+            )
         except Exception as exc:
-            # A bug, not a condition the pipeline knows: still one sentence unless --verbose.
-            from pipeline.logging_setup import scrub
+            _unexpected(ctx, exc)
 
-            if ctx.obj and ctx.obj.get("verbose"):
-                click.echo(scrub(traceback.format_exc()), err=True)
-                hint = ""
-            else:
-                hint = " (run with --verbose for the traceback)"
-            click.echo(scrub(f"error: unexpected {type(exc).__name__}: {exc}{hint}"), err=True)
-            sys.exit(1)
+
+def _unexpected(ctx: click.Context, exc: Exception) -> NoReturn:
+    """A bug, not a condition the pipeline knows: still one sentence unless --verbose."""
+    verbose = bool((ctx.obj or {}).get("verbose"))
+    hint = "" if verbose or wants_json(ctx) else " (run with --verbose for the traceback)"
+    message = f"unexpected {type(exc).__name__}: {exc}{hint}"
+    report_failure(ctx, message=message, exit_code=1, kind=type(exc).__name__)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,13 +117,33 @@ def _stage_options(fn: Any) -> Any:
     return click.argument("job_file", metavar="JOB", type=click.Path(dir_okay=False))(fn)
 
 
-def _stage_setup(ctx: click.Context, job_file: str, run_id: str, options: dict[str, Any]) -> Any:
-    """(job, run, progress) for a stage command: output set up, overrides applied, run opened."""
+@contextmanager
+def _stage(
+    ctx: click.Context, job_file: str, run_id: str, options: dict[str, Any]
+) -> Iterator[tuple[Any, Any, Any]]:
+    """(job, run, progress) for a stage command: output set up, overrides applied, run opened,
+    and the job's run lock held until the command ends (LockHeldError, exit 4, if another run or
+    stage command of the job holds it: two writers of one run PATCH logs twice)."""
     from pipeline.run import open_job_run
 
     progress = setup_output(ctx, **pop_output(options))
     job = job_with_overrides(job_file, **options)
-    return job, open_job_run(job, run_id), progress
+    run = open_job_run(job, run_id)
+    ctx.obj["run_id"] = run.run_id
+    with _job_lock(job, run.run_id):
+        yield job, run, progress
+
+
+@contextmanager
+def _job_lock(job: Any, run_id: str | None) -> Iterator[Any]:
+    """Hold the job's run lock (the one `run` takes), noting the run it is for."""
+    from pipeline import lock
+
+    data_dir = job.store.data_dir
+    with lock.run_lock(data_dir, job.name, job.gateway.gateway_id) as held:
+        if run_id is not None:
+            lock.note_run(data_dir, held, run_id)
+        yield held
 
 
 def _with_client(job: Any, stage: Any) -> Any:
@@ -127,9 +172,9 @@ def plan_command(ctx: click.Context, /, job_file: str, run_id: str, **options: A
     """
     from pipeline.plan import plan
 
-    job, run, _ = _stage_setup(ctx, job_file, run_id, options)
-    result = _with_client(job, lambda client: plan(job, run, client=client))
-    click.echo(result.summary())
+    with _stage(ctx, job_file, run_id, options) as (job, run, _):
+        result = _with_client(job, lambda client: plan(job, run, client=client))
+    emit_result(ctx, "plan", result, 0, run_id=run.run_id)
 
 
 @cli.command("load")
@@ -149,20 +194,18 @@ def load_command(ctx: click.Context, /, job_file: str, run_id: str, **options: A
     """
     from pipeline.load import LoadProgress, load, read_patches
 
-    job, run, progress = _stage_setup(ctx, job_file, run_id, options)
-    total = read_patches(run).height
-    with progress.task(
-        "load", total=total, unit="changes", budget_per_s=job.budget.rate_per_second
-    ) as task:
+    with _stage(ctx, job_file, run_id, options) as (job, run, progress):
+        total = read_patches(run).height
+        with progress.task(
+            "load", total=total, unit="changes", budget_per_s=job.budget.rate_per_second
+        ) as task:
 
-        def show(p: LoadProgress) -> None:
-            task.requests = p.sent_now
-            task.advance(p.done - task.done)
+            def show(p: LoadProgress) -> None:
+                task.requests = p.sent_now
+                task.advance(p.done - task.done)
 
-        result = _with_client(job, lambda client: load(job, run, client=client, progress=show))
-    click.echo(result.summary())
-    if result.failed or result.pending:
-        sys.exit(1)
+            result = _with_client(job, lambda client: load(job, run, client=client, progress=show))
+    emit_result(ctx, "load", result, 1 if result.failed or result.pending else 0, run_id=run_id)
 
 
 @cli.command("verify")
@@ -180,11 +223,9 @@ def verify_command(ctx: click.Context, /, job_file: str, run_id: str, **options:
     """
     from pipeline.verify import verify
 
-    job, run, _ = _stage_setup(ctx, job_file, run_id, options)
-    result = _with_client(job, lambda client: verify(job, run, client=client))
-    click.echo(result.summary())
-    if not result.ok:
-        sys.exit(1)
+    with _stage(ctx, job_file, run_id, options) as (job, run, _):
+        result = _with_client(job, lambda client: verify(job, run, client=client))
+    emit_result(ctx, "verify", result, 0 if result.ok else 1, run_id=run.run_id)
 
 
 @cli.command("report")
@@ -420,7 +461,12 @@ def runs_command(data_dir: str, job_name: str | None, limit: int, as_json: bool)
     from pathlib import Path
 
     from pipeline import history
+    from pipeline.store import STATE_FILE
 
+    if not (Path(data_dir) / STATE_FILE).is_file():  # looking must not create the data dir
+        if not as_json:
+            click.echo(f"no runs recorded yet in {data_dir}")
+        return
     records = history.list_runs(Path(data_dir), job=job_name, limit=limit)
     if as_json:
         for record in records:
@@ -726,13 +772,13 @@ def label_command(ctx: click.Context, /, job_file: str, run_id: str, **options: 
 
     from pipeline.label import label
 
-    job, run, _ = _stage_setup(ctx, job_file, run_id, options)
-    external = job.labels.external
-    if external.enabled and external.fetch_heads:
-        result = _with_client(job, lambda client: label(job, run, client=client))
-    else:
-        result = asyncio.run(label(job, run))
-    click.echo(result.summary())
+    with _stage(ctx, job_file, run_id, options) as (job, run, _):
+        external = job.labels.external
+        if external.enabled and external.fetch_heads:
+            result = _with_client(job, lambda client: label(job, run, client=client))
+        else:
+            result = asyncio.run(label(job, run))
+    emit_result(ctx, "label", result, 0, run_id=run.run_id)
 
 
 @cli.command("sample")
@@ -815,47 +861,59 @@ def extract_command(
     run_id: str | None,
     **options: Any,
 ) -> None:
-    """Extract every log of a window into Parquet, one partition folder per UTC day.
+    """Extract every log of a window into Parquet, one partition folder per UTC day, as a run.
 
+    Without --run it starts a new run for the window (like `run`, it has an id and a folder) and
+    prints its id and the next stage command; --run extracts a recorded run's window again.
     Writes <data_dir>/logs/gateway=<id>/date=YYYY-MM-DD/*.parquet. Re-extracting a window replaces
     its days; rows of a partly covered day outside the window are kept. Pages on created_at and
     checks the API's counts, so each log comes out once even while logs arrive or are deleted;
     if they kept changing to the end, the summary says so and the exit code is 1. About one
-    request per 50 logs, paced within the token's budget.
+    request per 50 logs, paced within the token's budget. Holds the job's run lock (exit 4 while
+    another run of the job is going).
 
     \b
     Examples:
-      aigw-feedback extract jobs/nightly.toml
+      aigw-feedback extract jobs/nightly.toml --window yesterday
       aigw-feedback extract jobs/nightly.toml --window 2026-11-01..2026-11-07
+      aigw-feedback extract jobs/nightly.toml --run 20261102T011500Z-nightly-3f2a
       aigw-feedback extract jobs/nightly.toml --window last:6h --max-duration 10m --quiet
     """
-    import asyncio
-    import json
+    import shlex
     from datetime import UTC, datetime
 
+    from pipeline import lock, store
     from pipeline.errors import UsageError
     from pipeline.extract import extract
-    from pipeline.gateway import open_client
-    from pipeline.store import open_run
+    from pipeline.run import open_job_run
     from pipeline.window import parse_window
 
     progress = setup_output(ctx, **pop_output(options))
-    log_format = ctx.params["log_format"]
     job = job_with_overrides(job_file, **options)
-    run = None
-    if run_id is not None:
-        if window_spec is not None:
-            raise UsageError("--run extracts the run's own window; leave out --window")
-        run = open_run(job.store.data_dir, run_id)
-        window = run.window
-    else:
-        spec = window_spec or job.window.default
-        window = parse_window(spec, now=datetime.now(UTC), lag_seconds=job.window.lag_seconds)
-
-    async def go() -> Any:
-        async with open_client(job) as client:
-            return await extract(job, window, client=client, progress=progress, run=run)
-
-    result = asyncio.run(go())
-    click.echo(json.dumps(result.to_json()) if log_format == "json" else result.summary())
-    sys.exit(0 if result.complete else 1)
+    if run_id is not None and window_spec is not None:
+        raise UsageError("--run extracts the run's own window; leave out --window")
+    run = open_job_run(job, run_id) if run_id is not None else None
+    spec = window_spec or job.window.default
+    window = run.window if run else parse_window(
+        spec, now=datetime.now(UTC), lag_seconds=job.window.lag_seconds
+    )  # fmt: skip
+    with _job_lock(job, run_id) as held:
+        created = run is None
+        if run is None:
+            run = store.start_run(job, window)
+            lock.note_run(job.store.data_dir, held, run.run_id)
+        ctx.obj["run_id"] = run.run_id
+        result = _with_client(
+            job, lambda client: extract(job, window, client=client, progress=progress, run=run)
+        )
+    following = f"aigw-feedback label {shlex.quote(job_file)} --run {run.run_id}"
+    lines = [f"run {run.run_id} created for this window"] if created else []
+    emit_result(
+        ctx,
+        "extract",
+        result,
+        0 if result.complete else 1,
+        run_id=run.run_id,
+        lines=[*lines, f"next: {following}"],
+        fields={"created": created, "next": following},
+    )

@@ -11,17 +11,27 @@
 
 Option names (and so the keyword arguments they give) are stable: data_dir, base_url,
 max_requests, max_duration, quiet, verbose, log_format.
+
+With ``--log-format json`` every line a command prints is one JSON object: log lines on stderr
+(pipeline.logging_setup), the result on stdout (`emit_result`), and on a failure an error line on
+stderr and a summary object with ``"status": "failed"`` on stdout (`report_failure`), so a scheduler
+always finds exactly one summary object on stdout and the exit code in it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+import json
+import sys
+import traceback
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from pipeline.errors import UsageError
+from pipeline.redaction import scrub
 
 if TYPE_CHECKING:  # imported when used: `aigw-feedback --help` stays fast
     from pipeline.config import JobConfig
@@ -113,9 +123,11 @@ def setup_output(
     from pipeline.logging_setup import configure_logging
     from pipeline.progress import Progress
 
+    obj = ctx.ensure_object(dict)
+    obj["log_format"] = log_format
     if quiet and verbose:
         raise UsageError("--quiet and --verbose contradict each other: choose one")
-    ctx.ensure_object(dict)["verbose"] = verbose
+    obj["verbose"] = verbose
     configure_logging(
         verbosity="quiet" if quiet else "verbose" if verbose else "normal", fmt=log_format
     )
@@ -125,3 +137,70 @@ def setup_output(
 def pop_output(options: dict[str, Any]) -> dict[str, Any]:
     """Take quiet, verbose and log_format out of a command's keyword arguments."""
     return {k: options.pop(k) for k in ("quiet", "verbose", "log_format") if k in options}
+
+
+# ---------------------------------------------------------------------------------------------
+# What a command prints: its result, or its failure (text, or JSON objects for schedulers)
+
+ARGV = "aigw-feedback.argv"  # ctx.meta key: the command line, for errors before options are read
+
+
+def wants_json(ctx: click.Context) -> bool:
+    """Whether output is JSON: --log-format json, even if the command failed before reading it."""
+    obj = ctx.obj or {}
+    if "log_format" in obj:
+        return bool(obj["log_format"] == "json")
+    argv = list(ctx.meta.get(ARGV, ()))
+    return "--log-format=json" in argv or any(
+        a == "--log-format" and b == "json" for a, b in itertools.pairwise(argv)
+    )
+
+
+def emit_result(
+    ctx: click.Context,
+    stage: str,
+    result: Any,
+    exit_code: int,
+    *,
+    run_id: str | None = None,
+    lines: Iterable[str] = (),
+    fields: dict[str, Any] | None = None,
+) -> None:
+    """Print a stage's result and leave with its exit code: its summary() and `lines`, or in
+    JSON mode one object (stage, run_id, exit_code, `fields`, then the result's to_json())."""
+    if wants_json(ctx):
+        data = {"stage": stage, "run_id": run_id, "exit_code": exit_code, **(fields or {})}
+        click.echo(scrub(json.dumps({**data, **result.to_json()}, default=str)))
+    else:
+        click.echo(scrub("\n".join([result.summary(), *lines])))
+    sys.exit(exit_code)
+
+
+def report_failure(
+    ctx: click.Context, *, message: str, exit_code: int, kind: str, traceback_ok: bool = True
+) -> NoReturn:
+    """The one way a command fails: `error: ...` on stderr (the traceback first with --verbose);
+    in JSON mode an error line on stderr and a failed summary on stdout. Always scrubbed."""
+    from pipeline.logging_setup import json_line
+
+    obj = ctx.obj or {}
+    verbose = bool(obj.get("verbose")) and traceback_ok
+    if wants_json(ctx):
+        fields: dict[str, Any] = {"error": kind, "exit_code": exit_code}
+        if verbose:
+            fields["traceback"] = traceback.format_exc()
+        click.echo(json_line("error", message, logger="pipeline.cli", fields=fields), err=True)
+        summary = {
+            "command": ctx.invoked_subcommand,
+            "run_id": obj.get("run_id"),
+            "status": "failed",
+            "exit_code": exit_code,
+            "error": kind,
+            "message": message,
+        }
+        click.echo(scrub(json.dumps(summary, default=str)))
+    else:
+        if verbose:
+            click.echo(scrub(traceback.format_exc()), err=True)
+        click.echo(scrub(f"error: {message}"), err=True)
+    sys.exit(exit_code)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.cli import cli
+from pipeline.cli import _Group, cli
+from pipeline.cli_options import output_options, pop_output, setup_output
+from pipeline.redaction import redact
 from tests.runkit import D0, TOKEN_ENV, admin, emulator, write_job
 
 SECRET = "sk-test-SECRET-token-0f9e8d7c"
@@ -152,16 +155,41 @@ def test_runs_lists_recent_runs_and_the_watermark(tmp_path: Path) -> None:
     assert invoke(["runs", "--data-dir", str(tmp_path / "nowhere")]).stdout.startswith("no runs")
 
 
-def test_unexpected_errors_are_one_sentence_without_verbose(tmp_path: Path) -> None:
-    """Even a bug shows as one line unless --verbose asks for the traceback."""
-    job = write_job(tmp_path, "http://127.0.0.1:9")
-    (tmp_path / "data").mkdir(exist_ok=True)
-    (tmp_path / "data" / "state.sqlite").write_text("this is not a database")
-    result = invoke(["run", str(job), "--window", str(D0.date())], SECRET)
-    assert result.exit_code == 1
-    assert result.stderr.startswith("error: ")
-    assert "Traceback" not in result.stderr
-    assert "--verbose" in result.stderr
+def buggy_cli() -> click.Group:
+    """The CLI's error handling around one command with a bug in it (a ValueError)."""
+
+    @click.group(cls=_Group)
+    def group() -> None:
+        pass
+
+    @group.command("boom")
+    @output_options
+    @click.pass_context
+    def boom(ctx: click.Context, **options: Any) -> None:
+        setup_output(ctx, **pop_output(options))
+        raise ValueError(f"a bug near {SECRET}")
+
+    return group
+
+
+def test_unexpected_errors_are_one_sentence_without_verbose() -> None:
+    """Even a bug shows as one line unless --verbose asks for the traceback, and never shows
+    the token; with --log-format json it is a JSON error line and a failed summary."""
+    redact(SECRET)
+    runner = CliRunner()
+    plain = runner.invoke(buggy_cli(), ["boom"])
+    verbose = runner.invoke(buggy_cli(), ["boom", "--verbose"])
+    as_json = runner.invoke(buggy_cli(), ["boom", "--log-format", "json"])
+    assert plain.exit_code == verbose.exit_code == as_json.exit_code == 1
+    assert (
+        plain.stderr
+        == "error: unexpected ValueError: a bug near *** (run with --verbose for the traceback)\n"
+    )
+    assert "Traceback" in verbose.stderr and SECRET not in verbose.stderr
+    (line,) = [json.loads(x) for x in as_json.stderr.splitlines()]
+    assert line["level"] == "error" and line["error"] == "ValueError" and line["exit_code"] == 1
+    assert json.loads(as_json.stdout)["status"] == "failed"
+    assert SECRET not in as_json.output + as_json.stderr
 
 
 def test_backfill_command_reports_each_day_and_exits_by_completeness(tmp_path: Path) -> None:
