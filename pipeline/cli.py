@@ -294,13 +294,15 @@ def report_command(run_id: str, fmt: str, out: str | None, data_dir: str) -> Non
 
 
 def _finish(result: Any, log_format: str) -> None:
-    """Print the summary (JSON for --log-format json) and exit with the result's code."""
+    """Print the summary (JSON for --log-format json), scrubbed, and exit with the result's code."""
     import json
 
+    from pipeline.redaction import scrub
+
     if log_format == "json":
-        click.echo(json.dumps(result.to_json(), default=str))
+        click.echo(scrub(json.dumps(result.to_json(), default=str)))
     else:
-        click.echo(result.summary())
+        click.echo(scrub(result.summary()))
     sys.exit(result.exit_code)
 
 

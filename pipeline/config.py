@@ -359,17 +359,26 @@ def _variable_name(section: _Section, key: str, name: object, env: Mapping[str, 
     The usual slip is to paste the token itself where its variable's name belongs. Such a value
     must not be echoed, so it is registered as a secret and the error only says what is wrong.
     """
-    if isinstance(name, str) and _NAME.fullmatch(name):
-        values = {v.strip() for v in env.values()} if len(name) >= 16 else set()
-        if name in env or name not in values:
-            return name
+    if isinstance(name, str) and _is_a_name(name, env):
+        return name
     if isinstance(name, str):
         redact(name)
     raise ConfigError(
-        f"{section.where(key)} must be the NAME of an environment variable (like {DEFAULT_TOKEN_ENV}), not a "
-        "value; the value given is not shown. Put the token in that variable, or in a file "
-        "named by gateway.token_file."
+        f"{section.where(key)} must be the NAME of an environment variable (like "
+        f"{DEFAULT_TOKEN_ENV}), not a value; the value given is not shown. Put the token in "
+        "that variable, or in a file named by gateway.token_file."
     )
+
+
+def _is_a_name(name: str, env: Mapping[str, str]) -> bool:
+    """A variable name, not a pasted token: the name's syntax, and (unless it is set) not long,
+    mixed-case and either holding digits or equal to some variable's value, as tokens are."""
+    if not _NAME.fullmatch(name):
+        return False
+    if name in env or name.isupper() or name.islower() or len(name) < 16:
+        return True
+    has_digits = any(c.isdigit() for c in name)
+    return not (has_digits or name in {v.strip() for v in env.values()})
 
 
 def _optional_path(value: str | None) -> Path | None:

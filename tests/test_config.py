@@ -153,12 +153,22 @@ def test_token_env_holding_the_token_itself_is_refused_without_showing_it(tmp_pa
     assert value not in message
 
 
-def test_token_env_naming_a_value_of_the_environment_is_refused(tmp_path: Path) -> None:
-    """A token_env that looks like a name but is the value of some variable is refused too."""
-    value = "Kq9zX2v8sLmN4pR7tY1wB6cD3fG5hJ0kL2"  # letters and digits only: a valid name
-    with pytest.raises(ConfigError, match="NAME of an environment variable") as info:
-        load_job(write(tmp_path, MINIMAL + f'token_env = "{value}"\n'), env={"TOK": value})
-    assert value not in str(info.value)
+def test_token_env_that_looks_like_a_token_is_refused_without_showing_it(tmp_path: Path) -> None:
+    """A token of letters and digits only has a name's syntax: it is still refused, unshown,
+    whether or not some variable holds it."""
+    value = "Kq9zX2v8sLmN4pR7tY1wB6cD3fG5hJ0kL2"
+    for env in ({"TOK": value}, {}):
+        with pytest.raises(ConfigError, match="NAME of an environment variable") as info:
+            load_job(write(tmp_path, MINIMAL + f'token_env = "{value}"\n'), env=env)
+        assert value not in str(info.value)
+
+
+def test_an_ordinary_unset_token_env_is_still_a_name(tmp_path: Path) -> None:
+    """A conventional name is never taken for a value, even when another variable holds it."""
+    text = MINIMAL + 'token_env = "CLOUDFLARE_API_TOKEN_PROD"\n'
+    job = load_job(write(tmp_path, text), env={"WHICH_TOKEN": "CLOUDFLARE_API_TOKEN_PROD"})
+    with pytest.raises(ConfigError, match="set the environment variable CLOUDFLARE_API_TOKEN_PROD"):
+        job.gateway.require_token()
 
 
 def test_token_is_stripped_of_surrounding_whitespace(tmp_path: Path) -> None:

@@ -235,3 +235,19 @@ def test_json_stage_commands_print_json_results_and_refusals(tmp_path: Path) -> 
     assert error["error"] == "LockHeldError" and error["exit_code"] == 4
     (summary,) = json_lines(load.stdout)
     assert summary == {**summary, "status": "failed", "exit_code": 4, "run_id": run_id}
+
+
+def test_a_refused_run_in_json_mode_prints_only_json(tmp_path: Path) -> None:
+    """A run whose token lacks Edit, with --log-format json: every stdout and stderr line is a
+    JSON object, the last stdout object says failed with exit code 3, and no token anywhere."""
+    token = "read-only-token-7e6d5c4b"
+    with emulator(days=1, tokens={token: "read"}) as emu:
+        job = write_job(tmp_path, emu.base_url)
+        args = ["run", str(job), "--window", str(D0.date()), "--log-format", "json"]
+        result = invoke(args, token)
+    assert result.exit_code == 3, result.output
+    errors = [line for line in json_lines(result.stderr) if line["level"] == "error"]
+    assert errors and errors[-1]["exit_code"] == 3
+    summary = json_lines(result.stdout)[-1]
+    assert summary["status"] == "failed" and summary["exit_code"] == 3
+    assert token not in result.stdout + result.stderr
