@@ -79,3 +79,14 @@ def test_tracebacks_only_with_verbose(stream: io.StringIO) -> None:
 def test_scrub_leaves_ordinary_text_alone() -> None:
     """Redaction replaces credentials only."""
     assert scrub("extract: 2,846 logs, 57 requests") == "extract: 2,846 logs, 57 requests"
+
+
+def test_json_lines_scrub_secrets_in_structured_fields_too(stream: io.StringIO) -> None:
+    """A token inside an `extra` field (a counts object, a note) is *** in the JSON line."""
+    redact(Secret(TOKEN))
+    configure_logging(fmt="json", stream=stream)
+    extra = {"stage": "label", "run_id": "r1", "counts": {"labels": 3}, "note": f"saw {TOKEN}"}
+    logging.getLogger("pipeline.label").info("label done", extra=extra)
+    entry = json.loads(stream.getvalue())
+    assert entry["note"] == "saw ***" and entry["counts"] == {"labels": 3}
+    assert list(entry)[:4] == ["ts", "level", "logger", "message"]

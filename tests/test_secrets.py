@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import html
 import json
 import sys
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
+from pipeline.redaction import redact
+from pipeline.store import write_json_atomic, write_parquet_atomic, write_text_atomic
 from tests.runkit import D0, TOKEN_ENV, emulator, job_text
 
 SECRET = "sk-live-0f9e8d7c6b5a-SECRET"
@@ -162,3 +166,25 @@ def test_a_token_that_cannot_be_a_header_is_an_auth_error(tmp_path: Path, token:
     assert "cannot be sent" in result.stderr and TOKEN_ENV in result.stderr
     assert "unexpected" not in result.stderr
     assert token not in result.output and token not in result.stderr
+
+
+def test_a_secret_is_redacted_in_its_json_and_html_escaped_forms_too(tmp_path: Path) -> None:
+    """A token with quotes or <&> in it is scrubbed from a JSON file (where it is escaped), an
+    HTML page (entity-escaped) and a Parquet string column alike."""
+    odd = 'tok"en<&>\\sécret-42'
+    redact(odd)
+    write_json_atomic({"reason": f"saw {odd}"}, tmp_path / "a.json")
+    write_text_atomic(f"<td>{html.escape(odd)}</td>", tmp_path / "a.html")
+    write_parquet_atomic(pa.table({"reason": [f"saw {odd}", None]}), tmp_path / "a.parquet")
+    assert json.loads((tmp_path / "a.json").read_text()) == {"reason": "saw ***"}
+    assert (tmp_path / "a.html").read_text() == "<td>***</td>"
+    assert pl.read_parquet(tmp_path / "a.parquet")["reason"].to_list() == ["saw ***", None]
+
+
+def test_short_values_are_never_registered_so_json_stays_json(tmp_path: Path) -> None:
+    """A secret_env variable holding "true" or "1234" is withheld from the labeler but not
+    redacted: it would turn every JSON boolean or count into ***."""
+    redact("true")
+    redact("1234")
+    write_json_atomic({"ok": True, "count": 1234}, tmp_path / "b.json")
+    assert json.loads((tmp_path / "b.json").read_text()) == {"ok": True, "count": 1234}
