@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS label_owners (
 """
 
 
+_UPSERT_OWNER = (
+    "INSERT INTO label_owners (gateway_id, log_id, source, run_id, written_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (gateway_id, log_id) DO UPDATE SET "
+    "source = excluded.source, run_id = excluded.run_id, written_at = excluded.written_at"
+)
+
+
 @dataclass(frozen=True)
 class JournalRow:
     log_id: str
@@ -144,6 +151,22 @@ class Journal:
             raise
         return changed
 
+    def claim(self, labels: Iterable[tuple[str, str]]) -> None:
+        """Record (log_id, source) as this tool's for logs that already carry the label (the plan
+        found them `unchanged`): they are held by that source as much as if it had written them."""
+        if self.gateway_id is None:
+            return
+        now = self._clock()
+        rows = [(self.gateway_id, log_id, source, self.run_id, now) for log_id, source in labels]
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_UPSERT_OWNER, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     # -- one PATCH --------------------------------------------------------------------------
 
     def mark_sent(self, log_id: str) -> None:
@@ -158,11 +181,7 @@ class Journal:
         try:
             self._set(log_id, "done", http_status=http_status)
             conn.execute(
-                "INSERT INTO label_owners (gateway_id, log_id, source, run_id, written_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (gateway_id, log_id) DO UPDATE SET "
-                "source = excluded.source, run_id = excluded.run_id, "
-                "written_at = excluded.written_at",
-                (self.gateway_id, log_id, source, self.run_id, self._clock()),
+                _UPSERT_OWNER, (self.gateway_id, log_id, source, self.run_id, self._clock())
             )
             conn.execute("COMMIT")
         except BaseException:

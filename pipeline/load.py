@@ -129,6 +129,15 @@ def read_patches(run: RunInfo) -> pl.DataFrame:
     )
 
 
+def read_unchanged(run: RunInfo) -> pl.DataFrame:
+    """The plan's labels that are already on their logs: log_id, source."""
+    return (
+        pl.read_parquet(run.paths.plan, columns=["log_id", "action", "source"])
+        .filter((pl.col("action") == "unchanged") & pl.col("source").is_not_null())
+        .select("log_id", "source")
+    )
+
+
 async def load(
     job: JobConfig,
     run: RunInfo,
@@ -152,6 +161,7 @@ async def load(
         job.store.data_dir, run.run_id, clock=clock, gateway_id=run.gateway_id
     ) as journal:
         journal.sync(zip(patches["log_id"].to_list(), patches["body_hash"].to_list(), strict=True))
+        journal.claim(read_unchanged(run).iter_rows())
         queue = journal.to_send()
         skipped_done = journal.counts()["done"]
         cursor = iter(queue)

@@ -9,6 +9,13 @@ accepted label ends up written.
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipeline import history
+from pipeline import history, lock
 from pipeline.cli import cli
 from pipeline.emulator import RunningEmulator
 from tests.runkit import (
@@ -44,6 +51,7 @@ class Outcome:
     stderr: str
     data_dir: Path
     run_id: str | None  # the newest run when the invocation ended
+    report_text: str | None = None  # its report.json then (a later resume rewrites the file)
 
     @property
     def runs(self) -> list[history.RunRecord]:
@@ -51,10 +59,9 @@ class Outcome:
 
     @property
     def report(self) -> dict[str, Any]:
-        """report.json of the newest run when the invocation ended."""
-        assert self.run_id is not None, "the invocation recorded no run"
-        path = self.data_dir / "runs" / self.run_id / "report.json"
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        """report.json of the newest run, as it was when the invocation ended."""
+        assert self.report_text is not None, f"no report.json for run {self.run_id}"
+        data: dict[str, Any] = json.loads(self.report_text)
         return data
 
     def watermark(self, job: str = "nightly", gateway: str = "test-gateway") -> datetime | None:
@@ -69,7 +76,19 @@ def cli_run(tmp_path: Path, args: list[str], token: str | None) -> Outcome:
     data_dir = tmp_path / "data"
     newest = history.list_runs(data_dir, limit=1) if (data_dir / "state.sqlite").exists() else []
     run_id = newest[0].run_id if newest else None
-    return Outcome(result.exit_code, result.stdout, result.stderr, data_dir, run_id)
+    return Outcome(
+        result.exit_code,
+        result.stdout,
+        result.stderr,
+        data_dir,
+        run_id,
+        _report_text(data_dir, run_id),
+    )
+
+
+def _report_text(data_dir: Path, run_id: str | None) -> str | None:
+    path = data_dir / "runs" / str(run_id) / "report.json"
+    return path.read_text(encoding="utf-8") if run_id and path.exists() else None
 
 
 def nightly_at(day: int) -> list[str]:
@@ -238,3 +257,188 @@ def test_a_damaged_state_database_is_set_aside_and_nothing_is_resent(tmp_path: P
     finished = history.get_run(again.data_dir, first.run_id or "")
     assert finished is not None and finished.status == "ok"
     assert sent and max(sent.values()) == 1
+
+
+# -- refused, capped, unreachable, unknown ------------------------------------------------------
+
+
+def test_a_read_only_token_fails_with_the_token_hint_first(tmp_path: Path) -> None:
+    """A token without Edit: exit 3, status failed, the 403 and what to do first in problems,
+    nothing counted as written, and the watermark does not move."""
+    with emulator(days=1) as emu:
+        job = write_job(tmp_path, emu.base_url)
+        out = cli_run(tmp_path, ["run", str(job), *nightly_at(0), "-q"], emu.read_token)
+    assert out.exit_code == 3
+    assert "Edit" in out.stderr
+    report = out.report
+    assert report["status"] == "failed"
+    assert "Edit" in report["problems"][0]
+    assert report["load"]["patched"] in (0, None)
+    assert out.runs[0].status == "failed"
+    utilisation = report["requests"]["utilisation"]
+    assert utilisation is None or utilisation <= 1.5
+
+
+def test_a_request_cap_is_partial_with_the_cap_first(tmp_path: Path) -> None:
+    """--max-requests reached: exit 1, partial, the cap named first; run again and it finishes."""
+    with emulator(days=1) as emu:
+        job = write_job(tmp_path, emu.base_url)
+        args = ["run", str(job), *nightly_at(0), "-q"]
+        capped = cli_run(tmp_path, [*args, "--max-requests", "12"], emu.edit_token)
+        again = cli_run(tmp_path, args, emu.edit_token)
+        sent = patches_by_log(emu)
+    assert capped.exit_code == 1
+    assert capped.report["status"] == "partial"
+    assert "cap" in capped.report["problems"][0]
+    assert again.exit_code == 0, again.stderr
+    assert history.get_run(again.data_dir, capped.run_id or "").status == "ok"  # type: ignore[union-attr]
+    assert sent and max(sent.values()) == 1
+
+
+def test_an_unreachable_api_fails_saying_so(tmp_path: Path) -> None:
+    """Nothing listens at the base URL: exit 1, status failed, and the report says the API could
+    not be reached (not 'no plan')."""
+    job = write_job(tmp_path, "http://127.0.0.1:9/client/v4")
+    text = job.read_text(encoding="utf-8") + "\n"
+    job.write_text(text, encoding="utf-8")
+    out = cli_run(tmp_path, ["run", str(job), *nightly_at(0), "-q"], "a-token-of-sorts")
+    assert out.exit_code == 1
+    assert out.report["status"] == "failed"
+    assert "reach" in out.report["problems"][0].lower()
+    assert out.runs[0].status == "failed"
+
+
+def test_an_unknown_gateway_is_a_configuration_error(tmp_path: Path) -> None:
+    """A gateway id the account does not have: exit 2 naming the gateway and the keys to check."""
+    with emulator(days=1) as emu:
+        job = write_job(tmp_path, emu.base_url, gateway_id="no-such-gateway")
+        out = cli_run(tmp_path, ["run", str(job), *nightly_at(0), "-q"], emu.edit_token)
+    assert out.exit_code == 2
+    assert "no-such-gateway" in out.stderr and "gateway_id" in out.stderr
+    assert out.report["status"] == "failed"
+    assert "no-such-gateway" in out.report["problems"][0]
+
+
+# -- signals and crashes (real processes) ---------------------------------------------------------
+
+
+def _spawn(path: Path, token: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, TOKEN_ENV: token}
+    command = [sys.executable, "-m", "pipeline", "run", str(path), *args]
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _done_rows(data_dir: Path) -> int:
+    state = data_dir / "state.sqlite"
+    if not state.exists():
+        return 0
+    try:
+        with sqlite3.connect(state, timeout=5) as db:
+            row = db.execute("SELECT count(*) FROM load_journal WHERE status = 'done'").fetchone()
+    except sqlite3.OperationalError:  # the journal is not there yet
+        return 0
+    return int(row[0])
+
+
+def _analyst_csv(path: Path, emu: RunningEmulator, n: int) -> list[str]:
+    """An analyst's CSV in the job's inbox labeling the day's first n logs -1."""
+    ids = log_ids(logs_per_day=300, days=1)[:n]
+    drop_csv(load(path, emu.edit_token), "review.csv", dict.fromkeys(ids, -1))
+    return ids
+
+
+@pytest.mark.slow
+def test_sigterm_mid_load_stops_gracefully_and_the_next_run_finishes(tmp_path: Path) -> None:
+    """SIGTERM during the load: the process ends within seconds with exit 1, the report names the
+    signal first, the lock is released and the run is partial; the same command again writes every
+    analyst label, none twice."""
+    with emulator(logs_per_day=300, days=1, latency_ms=15) as emu:
+        path = write_job(tmp_path, emu.base_url)
+        analysed = _analyst_csv(path, emu, 150)
+        data_dir = tmp_path / "data"
+        proc = _spawn(path, emu.edit_token, *nightly_at(0), "-q")
+        deadline = time.monotonic() + 60
+        while _done_rows(data_dir) < 30:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the load never got going"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+        run_id = history.list_runs(data_dir)[0].run_id
+        stopped = Outcome(
+            proc.returncode, _out, err, data_dir, run_id, _report_text(data_dir, run_id)
+        )
+        assert stopped.exit_code == 1, err
+        assert stopped.runs[0].status == "partial"
+        assert "SIGTERM" in stopped.report["problems"][0]
+        assert lock.current_holder(data_dir, "nightly", "test-gateway") is None
+
+        again = cli_run(tmp_path, ["run", str(path), *nightly_at(0), "-q"], emu.edit_token)
+        sent = patches_by_log(emu)
+        written = {i: emu.store.get(emu.account_id, emu.gateway_id, i) for i in analysed}
+    assert again.exit_code == 0, again.stderr
+    assert {log["feedback"] for log in written.values()} == {-1}
+    assert max(sent.values()) <= 2 and sum(n > 1 for n in sent.values()) <= 4
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_instants_then_the_plain_command_loses_nothing(tmp_path: Path) -> None:
+    """Ten tries: the run is killed (SIGKILL) at a random instant of its life (extract, label,
+    load or verify), then the same plain command runs again. Every accepted analyst label ends
+    written and verified, no log gets more PATCHes than the kill forces (one in flight per
+    worker), and no run is left `running`."""
+    rng = random.Random(20261201)
+    with emulator(logs_per_day=300, days=1, latency_ms=10) as emu:
+        probe = tmp_path / "probe"
+        probe.mkdir()
+        path = write_job(probe, emu.base_url)
+        _analyst_csv(path, emu, 120)
+        t0 = time.monotonic()
+        probe_run = _spawn(path, emu.edit_token, *nightly_at(0), "-q")
+        probe_run.communicate(timeout=120)
+        assert probe_run.returncode == 0
+        whole = time.monotonic() - t0
+    figures = []
+    for attempt in range(10):
+        base = tmp_path / f"try{attempt}"
+        base.mkdir()
+        with emulator(logs_per_day=300, days=1, latency_ms=10) as emu:
+            path = write_job(base, emu.base_url)
+            analysed = _analyst_csv(path, emu, 120)
+            proc = _spawn(path, emu.edit_token, *nightly_at(0), "-q")
+            instant = rng.uniform(1.0, whole)
+            try:
+                proc.wait(timeout=instant)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+            died_in = _stage_reached(base / "data")
+            again = cli_run(base, ["run", str(path), *nightly_at(0), "-q"], emu.edit_token)
+            sent = patches_by_log(emu)
+            written = {i: emu.store.get(emu.account_id, emu.gateway_id, i) for i in analysed}
+        assert again.exit_code == 0, (attempt, instant, again.stderr)
+        assert {log["feedback"] for log in written.values()} == {-1}, (attempt, instant)
+        assert max(sent.values()) <= 2, (attempt, instant)
+        assert sum(n > 1 for n in sent.values()) <= 4, (attempt, instant)
+        assert all(r.status != "running" for r in again.runs)
+        assert all(
+            r.status in history.SUCCEEDED for r in again.runs if r.status != "interrupted"
+        ), [(r.run_id, r.status) for r in again.runs]
+        figures.append(
+            (round(instant, 2), died_in, len(analysed), sum(sent.values()), max(sent.values()))
+        )
+    print("\nSIGKILL tries (instant s, stage, analyst labels, PATCHes, max per log):", figures)
+
+
+def _stage_reached(data_dir: Path) -> str:
+    """Which stage a killed run was in, from the stage results its folder holds."""
+    folders = sorted((data_dir / "runs").glob("*")) if (data_dir / "runs").exists() else []
+    if not folders:
+        return "start"
+    done = [s for s in ("extract", "label", "plan", "load", "verify")
+            if (folders[-1] / f"{s}.result.json").exists()]  # fmt: skip
+    following = {"": "extract", "extract": "label", "label": "plan", "plan": "load"}
+    last = done[-1] if done else ""
+    return "finished" if "verify" in done else following.get(last, "verify")
