@@ -203,7 +203,14 @@ async def label(
         conflicts=int(analysis["conflicts"]),
         by_source={k: v["labels"] for k, v in analysis["sources"].items()},
         chosen_by_kind=dict(sorted(chosen["kind"].value_counts().iter_rows())),
-        csv={k: v for k, v in csv_acct.items() if k != "by_file"},
+        csv={
+            **{k: v for k, v in csv_acct.items() if k != "by_file"},
+            "not_read": [
+                {k: f.get(k) for k in ("name", "status", "detail")}
+                for f in csv_acct.get("by_file") or []
+                if f.get("status") in ("unreadable", "skipped")
+            ],
+        },
         rules=analysis["rules"],
         external=external,
         requests=int((external or {}).get("requests", 0)),

@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 
 from pipeline import history, lock, store
-from pipeline.config import JobConfig
+from pipeline.config import BudgetConfig, JobConfig
 from pipeline.errors import (
     ApiError,
     AuthError,
@@ -190,6 +190,8 @@ def stage_lines(stages: dict[str, dict[str, Any]]) -> list[str]:
                 f"{csv.get('accepted', 0):,} accepted, {csv.get('rejected', 0):,} rejected"
             )
         out.append(line)
+        for entry in csv.get("not_read") or []:
+            out.append(f"  not read: {entry.get('name')}: {entry.get('detail') or entry['status']}")
     if pl_ := stages.get("plan"):
         out.append(
             f"plan     {pl_.get('patch', 0):,} to patch, {pl_.get('unchanged', 0):,} unchanged, "
@@ -563,8 +565,12 @@ class Runner:
         run, data_dir = attempt.run, self.data_dir
         requests = self.client.stats.requests - attempt.requests0
         seconds = (datetime.now(UTC) - attempt.started).total_seconds()
-        outcome = write_outcome(run, attempt, requests=requests, seconds=seconds)
-        status, code, report = "failed", 1, None
+        outcome = write_outcome(
+            run, attempt, budget=self.job.budget, requests=requests, seconds=seconds
+        )
+        # The report judges the status; these are what stands if it cannot be written.
+        status = "partial" if attempt.stopped and attempt.error is None else "failed"
+        code, report = 1, None
         if self.dry_run and attempt.error is None and attempt.stopped is None:
             status, code = "dry_run", 0
         else:
@@ -573,10 +579,6 @@ class Runner:
                 status, code, report = built.status, exit_code_for(built), built.paths.get("html")
             except Exception as exc:  # the report must never hide what stopped the run
                 log.error("run %s: the report could not be written: %s", run.run_id, exc)
-        if attempt.error is not None and status not in ("failed", "partial"):
-            status = "failed"
-        elif attempt.stopped is not None:
-            status, code = "partial", 1
         history.record_finished(
             data_dir,
             run.run_id,
@@ -700,7 +702,7 @@ def error_kind(exc: BaseException) -> str:
 
 
 def write_outcome(
-    run: RunInfo, attempt: Attempt, *, requests: int, seconds: float
+    run: RunInfo, attempt: Attempt, *, budget: BudgetConfig, requests: int, seconds: float
 ) -> dict[str, Any]:
     """outcome.json: how the run's latest attempt ended, with requests and seconds summed over
     every attempt (so the report's budget share is of what was really sent in the time spent)."""
@@ -731,6 +733,10 @@ def write_outcome(
         "seconds": round(float(before.get("seconds") or 0.0) + seconds, 3),
         "requests": int(before.get("requests") or 0) + requests,
         "attempts": int(before.get("attempts") or 0) + 1,
+        "budget": {
+            "per_s": round(budget.rate_per_second, 4),
+            "period_seconds": budget.period_seconds,
+        },
     }
     store.write_json_atomic(outcome, run.paths.outcome)
     return outcome

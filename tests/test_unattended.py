@@ -442,3 +442,29 @@ def _stage_reached(data_dir: Path) -> str:
     following = {"": "extract", "extract": "label", "label": "plan", "plan": "load"}
     last = done[-1] if done else ""
     return "finished" if "verify" in done else following.get(last, "verify")
+
+
+# -- the inbox --------------------------------------------------------------------------------------
+
+
+def test_inbox_files_that_are_not_read_are_named_in_the_summary_and_the_report(
+    tmp_path: Path,
+) -> None:
+    """A binary file, an empty one, one without a header and a spreadsheet in the inbox: the good
+    CSV still counts, and each of the others is named with its reason in the summary and first
+    in the report's problems."""
+    with emulator(days=1) as emu:
+        path = write_job(tmp_path, emu.base_url)
+        job = load(path, emu.edit_token)
+        drop_csv(job, "good.csv", dict.fromkeys(log_ids(days=1)[:3], 1))
+        inbox = job.labels.csv.inbox
+        (inbox / "binary.csv").write_bytes(b"\x00\x01\x02\xff" * 50)
+        (inbox / "empty.csv").write_bytes(b"")
+        (inbox / "noheader.csv").write_text("1,2,3\n4,5,6\n", encoding="utf-8")
+        (inbox / "labels.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
+        out = cli_run(tmp_path, ["run", str(path), *nightly_at(0)], emu.edit_token)
+    assert out.exit_code == 0, out.stderr
+    for name in ("binary.csv", "empty.csv", "noheader.csv", "labels.xlsx"):
+        assert f"not read: {name}" in out.stdout, name
+        assert any(name in p for p in out.report["problems"]), name
+    assert out.report["labels"]["csv"]["accepted"] == 3

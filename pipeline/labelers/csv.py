@@ -146,7 +146,7 @@ class FileReport:
 
     name: str
     sha256: str
-    status: str  # applied | already_applied | unreadable | missing
+    status: str  # applied | already_applied | unreadable | missing | skipped (not a label file)
     path: str = ""  # where the file is now, relative to the inbox
     encoding: str = ""
     delimiter: str = ""
@@ -206,6 +206,29 @@ def _free_name(folder: Path, name: str) -> Path:
         path = folder / f"{stem}-{n}{suffix}"
         n += 1
     return path
+
+
+def _not_read(inbox: Path) -> list[FileReport]:
+    """Entries of the inbox that are not read as label files, each with the reason, so that an
+    analyst's file in the wrong format is named in the run's summary and report, not ignored."""
+    out: list[FileReport] = []
+    for path in sorted(inbox.iterdir()):
+        name = path.name
+        if name.startswith((".", "~$")) or name in ("processed", "rejected"):
+            continue  # hidden files, Excel's lock files, the inbox's own folders
+        if path.is_file() and path.suffix.lower() in EXTENSIONS:
+            continue
+        if path.is_dir():
+            why = "a folder, not a file: labels are read from files directly in the inbox"
+        elif not path.is_file():
+            why = "not a regular file"
+        else:
+            why = (
+                f"{path.suffix or 'no extension'}: only {' and '.join(EXTENSIONS)} files are read; "
+                "save it as CSV"
+            )
+        out.append(FileReport(name, "", "skipped", path=name, detail=f"left in the inbox: {why}"))
+    return out
 
 
 def _inbox_files(inbox: Path) -> list[Path]:
@@ -284,6 +307,7 @@ class CsvLabeler:
             )
             parsed.append((item, table, report, frame))
         labels = self._combine(parsed, logs, inbox, now)
+        reports += _not_read(inbox)
         reports.sort(key=lambda r: (r.name, r.sha256))
         return LabelerOutput(labels, {**_summary(reports), "inbox_consumed": self.consume})
 
@@ -483,5 +507,6 @@ def _summary(reports: list[FileReport]) -> dict[str, Any]:
         "rejected_by_reason": dict(sorted(by_reason.items())),
         "already_applied": sum(r.status == "already_applied" for r in reports),
         "unreadable": sum(r.status == "unreadable" for r in reports),
+        "skipped": sum(r.status == "skipped" for r in reports),
         "by_file": [r.to_json() for r in reports],
     }
