@@ -150,10 +150,12 @@ def _with_client(job: Any, stage: Any) -> Any:
     import asyncio
 
     from pipeline.gateway import open_client
+    from pipeline.run import stop_on_signals
 
     async def go() -> Any:
         async with open_client(job) as client:
-            return await stage(client)
+            with stop_on_signals(client.budget):  # SIGTERM: finish what is in flight, then stop
+                return await stage(client)
 
     return asyncio.run(go())
 
@@ -214,17 +216,19 @@ def verify_command(ctx: click.Context, /, job_file: str, run_id: str, **options:
     """Read back every change a run's load applied and compare it with what was sent.
 
     Reads in batches of 50 (one list request each), re-checks mismatches after the job's
-    [verify] recheck_wait, and writes verify.parquet. Exit code 0 when everything is verified,
-    1 when something is mismatched or cannot be verified.
+    [verify] recheck_wait, and writes verify.parquet and the run's report.{json,md,html}. Exit
+    code 0 when everything is verified, 1 when something is mismatched or cannot be verified.
 
     \b
     Example:
       aigw-feedback verify jobs/nightly.toml --run 20261102T011500Z-nightly-3f2a
     """
+    from pipeline.report import build_report
     from pipeline.verify import verify
 
     with _stage(ctx, job_file, run_id, options) as (job, run, _):
         result = _with_client(job, lambda client: verify(job, run, client=client))
+        build_report(job, run)  # the run's last stage: its report is up to date now
     emit_result(ctx, "verify", result, 0 if result.ok else 1, run_id=run.run_id)
 
 
@@ -469,12 +473,12 @@ def runs_command(data_dir: str, job_name: str | None, limit: int, as_json: bool)
         if not as_json:
             click.echo(f"no runs recorded yet in {data_dir}")
         return
-    records = history.list_runs(Path(data_dir), job=job_name, limit=limit)
+    records = history.list_runs(Path(data_dir), job=job_name, limit=limit, readonly=True)
     if as_json:
         for record in records:
             click.echo(json.dumps(record.to_json()))
         return
-    watermarks = history.list_watermarks(Path(data_dir), job=job_name)
+    watermarks = history.list_watermarks(Path(data_dir), job=job_name, readonly=True)
     click.echo(history.runs_table(records, watermarks))
 
 

@@ -306,11 +306,11 @@ def _json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def get_run(data_dir: Path, run_id: str) -> RunRecord | None:
-    with state_db(data_dir) as db:
-        _ensure(db)
-        row = db.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    return None if row is None else _record(row)
+def get_run(data_dir: Path, run_id: str, *, readonly: bool = False) -> RunRecord | None:
+    rows = _select(
+        data_dir, f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", [run_id], readonly=readonly
+    )
+    return _record(rows[0]) if rows else None
 
 
 def list_runs(
@@ -321,8 +321,12 @@ def list_runs(
     mode: str | None = None,
     window: Window | None = None,
     limit: int | None = 20,
+    readonly: bool = False,
 ) -> list[RunRecord]:
-    """Recorded runs, newest (created) first, optionally for one job / gateway / mode / window."""
+    """Recorded runs, newest (created) first, optionally for one job / gateway / mode / window.
+
+    ``readonly``: only look (`aigw-feedback runs`): works on a read-only data dir, creates nothing.
+    """
     where: list[str] = []
     args: list[Any] = []
     if job is not None:
@@ -344,10 +348,21 @@ def list_runs(
     if limit is not None:
         sql += " LIMIT ?"
         args.append(limit)
-    with state_db(data_dir) as db:
-        _ensure(db)
-        rows = db.execute(sql, args).fetchall()
+    rows = _select(data_dir, sql, args, readonly=readonly)
     return [_record(row) for row in rows]
+
+
+def _select(data_dir: Path, sql: str, args: list[Any], *, readonly: bool) -> list[Any]:
+    """Rows of a query; a read-only look at a state file that has no such table yet finds none."""
+    with state_db(data_dir, readonly=readonly) as db:
+        if not readonly:
+            _ensure(db)
+        try:
+            return db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:
+            if readonly and "no such" in str(exc):
+                return []
+            raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,16 +441,16 @@ def advance_watermark(
     return current
 
 
-def list_watermarks(data_dir: Path, *, job: str | None = None) -> list[tuple[str, str, datetime]]:
+def list_watermarks(
+    data_dir: Path, *, job: str | None = None, readonly: bool = False
+) -> list[tuple[str, str, datetime]]:
     """(job, gateway_id, position) of every watermark, for `aigw-feedback runs`."""
     sql = "SELECT job, gateway_id, position FROM watermarks"
     args: list[Any] = []
     if job is not None:
         sql += " WHERE job = ?"
         args.append(job)
-    with state_db(data_dir) as db:
-        _ensure(db)
-        rows = db.execute(sql + " ORDER BY job, gateway_id", args).fetchall()
+    rows = _select(data_dir, sql + " ORDER BY job, gateway_id", args, readonly=readonly)
     return [(str(r[0]), str(r[1]), _dt(r[2])) for r in rows]
 
 

@@ -314,7 +314,10 @@ def _changes(
     """The status by what happened to the planned changes, and what was left undone."""
     plan_, load_, verify_ = results.get("plan"), results.get("load"), results.get("verify")
     if plan_ is None:
-        return "failed", ["no plan: the run stopped before the plan stage"]
+        # A cap or a signal before the plan: unfinished, not failed (the next run continues it).
+        return ("partial" if stopped_known else "failed"), [
+            "no plan: the run stopped before the plan stage"
+        ]
     patches = int(plan_.get("patch") or 0)
     if patches == 0:
         return "nothing_to_do", []
@@ -344,9 +347,10 @@ def _changes(
             problems.append(f"{unchecked} applied changes were not read back")
     if not problems:
         return "ok", []
-    if patched == 0:
+    stopped = stopped_known or bool(load_.get("stopped_early"))
+    if patched == 0 and not stopped:
         return "failed", ["nothing could be applied", *problems]
-    return "partial", problems
+    return "partial", problems  # some changes landed, or a cap/signal left the rest for later
 
 
 def _error_text(error: Mapping[str, Any]) -> str:

@@ -530,7 +530,13 @@ class Runner:
             started_at=attempt.started,
             created_at=run.created_at,
         )
-        log.info("run %s: %s window %s", run.run_id, mode, run.window, extra={"run_id": run.run_id})
+        log.info(
+            "run %s (%s): window %s",
+            run.run_id,
+            mode,
+            run.window,
+            extra={"stage": "run", "run_id": run.run_id, "mode": mode},
+        )
         try:
             await self._stages(attempt)
         except BudgetExhausted as exc:
@@ -603,7 +609,7 @@ class Runner:
             "run %s: %s",
             run.run_id,
             status,
-            extra={"run_id": run.run_id, "status": status, "exit_code": code},
+            extra={"stage": "run", "run_id": run.run_id, "status": status, "exit_code": code},
         )
         return RunResult(
             run_id=run.run_id,
