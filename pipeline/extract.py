@@ -59,6 +59,7 @@ from pipeline.gateway.client import LogEntry, LogPage, LogsClient
 from pipeline.progress import Progress, Task
 from pipeline.schemas import LOG_SCHEMA
 from pipeline.store import RunInfo, logs_root, partition_dir, replace_partition, write_json_atomic
+from pipeline.timefmt import iso_ms
 from pipeline.window import Window
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -780,8 +781,7 @@ def _ceil_ms(moment: datetime) -> int:
 
 
 def _iso_ms(ms: int) -> str:
-    moment = EPOCH + ms * MS
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return iso_ms(EPOCH + ms * MS)
 
 
 def _entry_ms(entry: LogEntry) -> int:

@@ -30,7 +30,8 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.store import open_run, runs_dir, state_db
-from pipeline.window import Window, iso
+from pipeline.timefmt import human, iso
+from pipeline.window import Window
 
 STATUSES = ("running", "ok", "nothing_to_do", "partial", "failed", "dry_run", "interrupted")
 MODES = ("nightly", "window", "backfill")
@@ -467,16 +468,6 @@ def window_text(window: Window) -> str:
     return str(window)
 
 
-def duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-
-
 def runs_table(
     records: list[RunRecord], watermarks: list[tuple[str, str, datetime]] | None = None
 ) -> str:
@@ -499,7 +490,7 @@ def runs_table(
                 _num(c.get("logs")),
                 _num(c.get("patched")),
                 _num(c.get("verified")),
-                duration_text(r.seconds),
+                human(r.seconds),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

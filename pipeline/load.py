@@ -35,8 +35,8 @@ from pipeline.config import JobConfig
 from pipeline.errors import ApiError, AuthError, BudgetExhausted, NotFoundError
 from pipeline.gateway.client import LogsClient
 from pipeline.journal import Journal
-from pipeline.plan import iso
 from pipeline.store import RunInfo
+from pipeline.timefmt import iso
 
 MAX_LISTED_FAILURES = 500
 CHECKPOINT_SECONDS = 5.0

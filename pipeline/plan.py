@@ -34,7 +34,6 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -46,6 +45,7 @@ from pipeline.errors import NotFoundError
 from pipeline.gateway.client import LogsClient
 from pipeline.journal import label_owners
 from pipeline.store import RunInfo
+from pipeline.timefmt import human, iso
 
 ACTIONS = ("patch", "unchanged", "keep_existing", "not_found")
 METADATA_MAX_ENTRIES = 5
@@ -107,7 +107,7 @@ class PlanResult:
         return (
             f"plan {self.run_id}: {self.patch} to patch, {self.unchanged} unchanged, "
             f"{self.keep_existing} kept (existing feedback protected), {self.not_found} not found; "
-            f"{self.requests_needed} requests needed, about {_human_seconds(self.estimated_seconds)} "
+            f"{self.requests_needed} requests needed, about {human(self.estimated_seconds)} "
             f"at {self.rate_per_second:.2f} requests/s"
         )
 
@@ -526,17 +526,3 @@ async def plan(
     )
     store.write_json_atomic(result.to_json(), run.paths.stage_result("plan"))
     return result
-
-
-def iso(epoch: float) -> str:
-    return (
-        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
-
-
-def _human_seconds(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

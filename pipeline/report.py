@@ -38,9 +38,9 @@ import polars as pl
 
 from pipeline import store
 from pipeline.config import BudgetConfig, JobConfig
-from pipeline.plan import iso
 from pipeline.report_render import Extras, render_html, render_markdown
 from pipeline.store import RunInfo
+from pipeline.timefmt import iso
 
 STAGES = ("extract", "label", "plan", "load", "verify")
 FORMATS = ("json", "md", "html")

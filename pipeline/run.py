@@ -68,8 +68,9 @@ from pipeline.plan import plan
 from pipeline.progress import Progress
 from pipeline.report import build_report, exit_code_for
 from pipeline.store import RunInfo
+from pipeline.timefmt import human, iso
 from pipeline.verify import verify
-from pipeline.window import Window, iso, nightly_window, parse_window
+from pipeline.window import Window, nightly_window, parse_window
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def _status_text(result: RunResult) -> str:
         plan_ = result.stages.get("plan", {})
         return (
             f"dry run, nothing written; {plan_.get('requests_needed', 0)} requests needed, about "
-            f"{_human(float(plan_.get('estimated_seconds', 0.0)))} at the budget. "
+            f"{human(float(plan_.get('estimated_seconds', 0.0)))} at the budget. "
             f"Apply this plan with: aigw-feedback run JOB --run {result.run_id}"
         )
     if result.status == "ok":
@@ -206,7 +207,7 @@ def stage_lines(stages: dict[str, dict[str, Any]]) -> list[str]:
             line += f", {ld['pending']:,} pending"
         line += (
             f"; {ld.get('requests', 0):,} requests ({ld.get('rate_limited', 0)} rate-limited) "
-            f"in {_human(float(ld.get('seconds', 0.0)))}"
+            f"in {human(float(ld.get('seconds', 0.0)))}"
         )
         out.append(line)
     if vf := stages.get("verify"):
@@ -794,11 +795,3 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (FileNotFoundError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _human(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

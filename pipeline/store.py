@@ -36,7 +36,8 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import DamagedFileError, DataDirError, StageError, UnknownRunError
 from pipeline.redaction import scrub, scrub_table
-from pipeline.window import Window, iso, parse_iso
+from pipeline.timefmt import iso, parse_iso
+from pipeline.window import Window
 
 if TYPE_CHECKING:
     from pipeline.config import JobConfig

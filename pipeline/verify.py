@@ -32,8 +32,9 @@ from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.gateway.client import LogsClient
 from pipeline.journal import Journal
-from pipeline.plan import SCORE_TOLERANCE, canonical_metadata, entries_frame, iso, lookup_logs
+from pipeline.plan import SCORE_TOLERANCE, canonical_metadata, entries_frame, lookup_logs
 from pipeline.store import RunInfo
+from pipeline.timefmt import iso
 
 MAX_LISTED_MISMATCHES = 200
 

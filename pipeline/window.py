@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from pipeline.errors import UsageError
+from pipeline.timefmt import iso
 
 log = logging.getLogger(__name__)
 
@@ -181,16 +182,3 @@ def _utc(moment: datetime) -> datetime:
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
-
-
-def iso(moment: datetime) -> str:
-    """UTC ISO-8601 with a Z: seconds, or milliseconds where the moment has them."""
-    moment = moment.astimezone(UTC)
-    if moment.microsecond:
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(text: str) -> datetime:
-    """The inverse of `iso` (also accepts +00:00 offsets)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
