@@ -40,6 +40,7 @@ from typing import Any
 from pipeline.errors import ConfigError
 from pipeline.redaction import Secret as Secret  # re-exported: where users look for it
 from pipeline.redaction import is_secret, redact
+from pipeline.sqlcheck import Want, check_sql
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 DEFAULT_TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
@@ -478,8 +479,6 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
         join_key=cs.get("join_key", str, "log_id"),
     )
     cs.check_unknown()
-    from pipeline.labelers.rules import check_rule  # here: rules.py imports this module
-
     rules = []
     for r in lb.sections("rules"):
         rule = RuleConfig(
@@ -496,9 +495,15 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
         if isinstance(rule.score, int | float) and not 0 <= rule.score <= 100:
             raise r.error("score", "must be 0..100 (or an SQL expression giving one)")
         r.check_unknown()
-        problem = check_rule(rule)
-        if problem is not None:
-            raise r.error(*problem)
+        checks: tuple[tuple[str, object, Want], ...] = (
+            ("when", rule.when, "condition"),
+            ("feedback", rule.feedback, "number"),
+            ("score", rule.score, "number"),
+        )
+        for key, text, want in checks:
+            problem = check_sql(text, want) if isinstance(text, str) else None
+            if problem is not None:
+                raise r.error(key, f"rule '{rule.name}': {problem}")
         rules.append(rule)
     names = [r.name for r in rules]
     if len(set(names)) != len(names):

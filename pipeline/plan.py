@@ -27,12 +27,11 @@ when the stamp would exceed that (or the current map is unknown) the stamp is sk
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,16 +40,15 @@ import pyarrow as pa
 
 from pipeline import store
 from pipeline.config import JobConfig
-from pipeline.errors import NotFoundError
 from pipeline.gateway.client import LogsClient
+from pipeline.gateway.lookup import BATCH, entries_frame, lookup_logs
 from pipeline.journal import label_owners
+from pipeline.schemas import SCORE_TOLERANCE
 from pipeline.store import RunInfo
 from pipeline.timefmt import human, iso
 
 ACTIONS = ("patch", "unchanged", "keep_existing", "not_found")
 METADATA_MAX_ENTRIES = 5
-BATCH = 50  # the API's per_page limit, and so the most ids one filtered list request can return
-SCORE_TOLERANCE = 1e-9
 
 # Label source prefixes (``csv:<file>``) -> the source names the job file uses.
 SOURCE_KINDS = {"csv": "csv", "rule": "rules", "rules": "rules", "external": "external"}
@@ -110,130 +108,6 @@ class PlanResult:
             f"{self.requests_needed} requests needed, about {human(self.estimated_seconds)} "
             f"at {self.rate_per_second:.2f} requests/s"
         )
-
-
-# ---------------------------------------------------------------------------------------------
-# Looking logs up by id (also used by verify)
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """Logs fetched by id: the entries found, the ids that do not exist, and what it cost."""
-
-    entries: dict[str, dict[str, Any]]
-    missing: frozenset[str]
-    list_requests: int
-    get_requests: int
-
-    @property
-    def requests(self) -> int:
-        return self.list_requests + self.get_requests
-
-
-async def lookup_logs(client: LogsClient, ids: Sequence[str], *, concurrency: int = 4) -> Lookup:
-    """Fetch logs by id: a filtered list request per 50 ids, then GET for ids a batch missed.
-
-    Entries whose id was not asked for are ignored: were the filter ever dropped on the way (the
-    official SDKs do that), the API would answer with unrelated logs, and they must not count.
-    """
-    wanted = list(dict.fromkeys(ids))
-    batches = [wanted[i : i + BATCH] for i in range(0, len(wanted), BATCH)]
-    found: dict[str, dict[str, Any]] = {}
-    gate = asyncio.Semaphore(max(1, concurrency))
-
-    async def list_batch(batch: list[str]) -> None:
-        async with gate:
-            page = await client.list_logs(
-                filters=[{"key": "id", "operator": "eq", "value": batch}], per_page=BATCH
-            )
-        asked = set(batch)
-        for entry in page.entries:
-            log_id = entry.get("id")
-            if isinstance(log_id, str) and log_id in asked:
-                found[log_id] = entry
-
-    await asyncio.gather(*(list_batch(b) for b in batches))
-    unreturned = [i for i in wanted if i not in found]
-    missing: set[str] = set()
-
-    async def get_one(log_id: str) -> None:
-        async with gate:
-            try:
-                found[log_id] = await client.get_log(log_id)
-            except NotFoundError:
-                missing.add(log_id)
-
-    await asyncio.gather(*(get_one(i) for i in unreturned))
-    return Lookup(found, frozenset(missing), len(batches), len(unreturned))
-
-
-def entries_frame(entries: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
-    """API entries -> id, feedback, score, metadata (canonical JSON) and whether each field was there.
-
-    A field the response does not carry is unknown, not empty: ``has_*`` says which.
-    """
-    rows = [
-        {
-            "id": str(e["id"]),
-            "feedback": _as_int(e.get("feedback")),
-            "score": _as_float(e.get("score")),
-            "metadata": canonical_metadata(e.get("metadata")),
-            "has_feedback": "feedback" in e,
-            "has_score": "score" in e,
-            "has_metadata": "metadata" in e,
-            "provider": _as_str(e.get("provider")),
-            "model": _as_str(e.get("model")),
-        }
-        for e in entries
-    ]
-    return pl.DataFrame(
-        rows,
-        schema={
-            "id": pl.String,
-            "feedback": pl.Int8,
-            "score": pl.Float64,
-            "metadata": pl.String,
-            "has_feedback": pl.Boolean,
-            "has_score": pl.Boolean,
-            "has_metadata": pl.Boolean,
-            "provider": pl.String,
-            "model": pl.String,
-        },
-    )
-
-
-def canonical_metadata(value: Any) -> str | None:
-    """The API's metadata (a JSON string, sometimes a map) as sorted compact JSON; None if empty.
-
-    A value that is not a JSON map is kept as it came, so the plan can see it cannot merge into it.
-    """
-    if value is None or value == "":
-        return None
-    parsed = value
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return value
-    if isinstance(parsed, dict):
-        return json.dumps(parsed, sort_keys=True, separators=(",", ":")) if parsed else None
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
-
-
-def _as_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _as_float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,11 +30,11 @@ from typing import Any
 import polars as pl
 
 from pipeline import store
-from pipeline.config import JobConfig, RuleConfig
+from pipeline.config import JobConfig
 from pipeline.errors import StageError, UsageError
 from pipeline.labelers.base import utc_now
-from pipeline.labelers.rules import check_rule
 from pipeline.schemas import LOG_SCHEMA
+from pipeline.sqlcheck import check_sql
 from pipeline.window import Window, parse_window
 
 LOG_POLARS_SCHEMA = pl.Schema(LOG_SCHEMA)
@@ -94,9 +94,9 @@ def sample(
         window = parse_window(window, now=clock(), lag_seconds=job.window.lag_seconds)
     logs = _read(job, window)
     if where:
-        problem = check_rule(RuleConfig(name="--where", when=where, feedback=1))
+        problem = check_sql(where, "condition")
         if problem is not None:
-            raise UsageError(problem[1].replace("rule '--where': ", "--where: "))
+            raise UsageError(f"--where: {problem}")
         logs = logs.filter(pl.sql_expr(where).fill_null(False))
     logs = logs.sort("id").with_columns(
         pl.int_range(pl.len()).shuffle(seed=seed).alias("_key"),

@@ -50,3 +50,7 @@ LABEL_SCHEMA = pa.schema(
         pa.field("labeled_at", UTC_MS, nullable=False),
     ]
 )
+
+
+# Two scores closer than this are the same score (the API stores floats; 0..100 needs no more).
+SCORE_TOLERANCE = 1e-9

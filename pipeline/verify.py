@@ -31,8 +31,9 @@ import pyarrow as pa
 from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.gateway.client import LogsClient
+from pipeline.gateway.lookup import canonical_metadata, entries_frame, lookup_logs
 from pipeline.journal import Journal
-from pipeline.plan import SCORE_TOLERANCE, canonical_metadata, entries_frame, lookup_logs
+from pipeline.schemas import SCORE_TOLERANCE
 from pipeline.store import RunInfo
 from pipeline.timefmt import iso
 

@@ -73,3 +73,20 @@ def to_label_frame(frame: pl.DataFrame, now: datetime) -> pl.DataFrame:
         pl.lit(now).dt.cast_time_unit("ms").dt.convert_time_zone("UTC").alias("labeled_at"),
         *row,
     ).cast(LABEL_POLARS_SCHEMA)
+
+
+def last_word_wins(accepted: pl.DataFrame, order: list[str]) -> pl.DataFrame:
+    """For accepted rows sorted by `order`: `outcome` = label (the last row for its log), duplicate
+    (an earlier row with the same label) or superseded (an earlier row with another label)."""
+    accepted = accepted.sort(order)
+    last_fb = pl.col("feedback").last().over("log_id")
+    last_sc = pl.col("score").last().over("log_id")
+    is_last = pl.int_range(pl.len()).over("log_id") == pl.len().over("log_id") - 1
+    same = pl.col("feedback").eq_missing(last_fb) & pl.col("score").eq_missing(last_sc)
+    return accepted.with_columns(
+        outcome=pl.when(is_last)
+        .then(pl.lit("label"))
+        .when(same)
+        .then(pl.lit("duplicate"))
+        .otherwise(pl.lit("superseded"))
+    )

@@ -59,6 +59,7 @@ from pipeline.labelers.base import (
     LabelContext,
     LabelerOutput,
     empty_labels,
+    last_word_wins,
     to_label_frame,
 )
 from pipeline.labelers.csvfile import Table, read_table, rejects_csv, table_frame
@@ -116,23 +117,6 @@ def validate_rows(frame: pl.DataFrame, index: pl.DataFrame | None) -> pl.DataFra
         log_id=pl.when(pl.col("via_join") & (pl.col("join_matches") == 1))
         .then(pl.col("join_id"))
         .otherwise(pl.col("log_id")),
-    )
-
-
-def last_word_wins(accepted: pl.DataFrame, order: list[str]) -> pl.DataFrame:
-    """For accepted rows sorted by `order`: `outcome` = label (the last row for its log), duplicate
-    (an earlier row with the same label) or superseded (an earlier row with another label)."""
-    accepted = accepted.sort(order)
-    last_fb = pl.col("feedback").last().over("log_id")
-    last_sc = pl.col("score").last().over("log_id")
-    is_last = pl.int_range(pl.len()).over("log_id") == pl.len().over("log_id") - 1
-    same = pl.col("feedback").eq_missing(last_fb) & pl.col("score").eq_missing(last_sc)
-    return accepted.with_columns(
-        outcome=pl.when(is_last)
-        .then(pl.lit("label"))
-        .when(same)
-        .then(pl.lit("duplicate"))
-        .otherwise(pl.lit("superseded"))
     )
 
 

@@ -50,9 +50,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import ExternalLabelerConfig
-from pipeline.errors import BudgetExhausted, InputError, NotFoundError
-from pipeline.labelers.base import LabelContext, LabelerOutput, empty_labels, to_label_frame
-from pipeline.labelers.csv import last_word_wins
+from pipeline.errors import InputError
+from pipeline.gateway.lookup import get_each
+from pipeline.labelers.base import (
+    LabelContext,
+    LabelerOutput,
+    empty_labels,
+    last_word_wins,
+    to_label_frame,
+)
 from pipeline.labelers.csvfile import (
     FEEDBACK_ALIASES,
     LOG_ID_ALIASES,
@@ -156,34 +162,17 @@ class ExternalLabeler:
             acct["heads_skipped"] = len(ids)
             acct["note"] = "heads not fetched: no API client was given to the label stage"
             return pl.DataFrame(), False
-        api = client
-        before = api.stats.requests
-        results: dict[str, tuple[str | None, str | None]] = {}
-        stop = asyncio.Event()
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(log_id: str) -> None:
-            async with gate:
-                if stop.is_set():
-                    return
-                try:
-                    entry = await api.get_log(log_id)
-                except NotFoundError:
-                    acct["heads_not_found"] += 1
-                    return
-                except BudgetExhausted:
-                    stop.set()
-                    return
-                results[log_id] = (
-                    _text(entry.get("request_head")),
-                    _text(entry.get("response_head")),
-                )
-
-        await asyncio.gather(*(one(i) for i in ids))
+        before = client.stats.requests
+        fetched = await get_each(client, ids, concurrency=self.concurrency, stop_on_budget=True)
+        results = {
+            log_id: (_text(entry.get("request_head")), _text(entry.get("response_head")))
+            for log_id, entry in fetched.entries.items()
+        }
         acct["requests"] = client.stats.requests - before
         acct["heads_fetched"] = len(results)
+        acct["heads_not_found"] = len(fetched.missing)
         acct["heads_skipped"] = len(ids) - len(results) - acct["heads_not_found"]
-        if stop.is_set():
+        if fetched.stopped:
             acct["note"] = "the request budget ran out while fetching heads; the rest went without"
         frame = pl.DataFrame(
             {

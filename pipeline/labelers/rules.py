@@ -12,7 +12,7 @@ extracted logs (LOG_SCHEMA: id, created_at, provider, model, status_code, durati
 metadata — the API's JSON string, so `metadata LIKE '%"tier":"free"%'` — and the rest). They are
 compiled by polars' SQL front end and evaluated vectorised over the whole window; nothing is passed
 to Python's eval. A rule that names an unknown column, does not parse, or gives the wrong type fails
-when the job loads (`check_rule`, called from `pipeline.config`), naming the rule and listing the
+when the job loads (`pipeline.sqlcheck`, called from `pipeline.config`), naming the rule and listing the
 columns.
 
 A rule labels the logs where `when` is true. A feedback expression must give -1 or 1 and a score
@@ -56,42 +56,6 @@ def compile_rule(rule: RuleConfig) -> tuple[pl.Expr, pl.Expr | None, pl.Expr | N
         _expr(rule.feedback, pl.Int8),
         _expr(rule.score, pl.Float64),
     )
-
-
-def check_rule(rule: RuleConfig) -> tuple[str, str] | None:
-    """None if the rule is usable, else (key, message) for a ConfigError: unknown column, bad SQL,
-    or a condition that is not true/false."""
-    columns = ", ".join(LOG_POLARS_SCHEMA.names())
-    empty = pl.DataFrame(schema=LOG_POLARS_SCHEMA)
-    for key, text, want in (
-        ("when", rule.when, "boolean"),
-        ("feedback", rule.feedback, "number"),
-        ("score", rule.score, "number"),
-    ):
-        if not isinstance(text, str):
-            continue
-        try:
-            dtype = empty.select(pl.sql_expr(text).alias("v")).schema["v"]
-        except pl.exceptions.ColumnNotFoundError as exc:
-            missing = str(exc).split('"')[1] if '"' in str(exc) else str(exc)
-            return key, (
-                f"rule '{rule.name}': unknown column {missing!r} in {text!r}; "
-                f"available columns: {columns}"
-            )
-        except Exception as exc:  # polars raises several types for bad SQL
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return key, (
-                f"rule '{rule.name}': {text!r} is not a valid SQL expression ({first}); "
-                f"available columns: {columns}"
-            )
-        if want == "boolean" and dtype != pl.Boolean:
-            return key, (
-                f"rule '{rule.name}': `when` must be a condition (true/false), but {text!r} "
-                f"gives {dtype}"
-            )
-        if want == "number" and not (dtype.is_numeric() or dtype == pl.Null):
-            return key, f"rule '{rule.name}': {text!r} must give a number, but gives {dtype}"
-    return None
 
 
 class RulesLabeler:
