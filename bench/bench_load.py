@@ -128,29 +128,18 @@ def pipeline_side(logs: list[dict[str, Any]]) -> Side:
         result = asyncio.run(run_job(job, window=DAY))
         seconds = time.perf_counter() - t0
         s = stats(emu)
-        plan_ = result.stages["plan"]
-        verify_ = result.stages.get("verify", {})
-        labels = int(plan_["labels"])
-        print(f"  pipeline: status {result.status}; " + "; ".join(_stage_lines(result.stages)))
+        plan_, load_, verify_ = result.stages.plan, result.stages.load, result.stages.verify
+        assert plan_ is not None and load_ is not None
+        print(f"  pipeline: status {result.status}; " + "; ".join(result.stages.lines()))
         return Side(
             "pipeline",
             seconds,
-            labels,
-            int(result.stages["load"]["patched"]),
+            plan_.labels,
+            load_.patched,
             int(s["total_requests"]),
             int(s["rate_limited"]),
-            lost=int(plan_["patch"]) - int(verify_.get("verified", 0)),
+            lost=plan_.patch - (verify_.verified if verify_ else 0),
         )
-
-
-def _stage_lines(stages: dict[str, Any]) -> list[str]:
-    ex, ld, vf = stages["extract"], stages["load"], stages.get("verify", {})
-    return [
-        f"extract {ex.get('logs')} logs / {ex.get('requests')} req",
-        f"plan {stages['plan'].get('patch')} patches",
-        f"load {ld.get('patched')} patched in {ld.get('seconds'):.1f} s",
-        f"verify {vf.get('verified')} verified / {vf.get('requests')} req",
-    ]
 
 
 def baseline_side(logs: list[dict[str, Any]]) -> Side:

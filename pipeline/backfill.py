@@ -32,7 +32,9 @@ from pipeline.errors import UsageError
 from pipeline.gateway import open_client
 from pipeline.logging_setup import redact
 from pipeline.progress import Progress
-from pipeline.run import Runner, RunResult, Sleep, open_job_run, stop_on_signals
+from pipeline.run import Runner, Sleep, open_job_run
+from pipeline.run_result import RunResult
+from pipeline.signals import stop_on_signals
 from pipeline.window import day_window, nightly_window
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,8 @@ from pipeline.config import JobConfig, load_job
 from pipeline.emulator import DEFAULT_ACCOUNT_ID, EmulatorSettings, load_sample, running_emulator
 from pipeline.errors import UsageError
 from pipeline.progress import Progress
-from pipeline.run import RunResult, run_job
+from pipeline.run import run_job
+from pipeline.run_result import RunResult
 
 JOB_FILE = Path("jobs/nightly.toml")
 SAMPLE_LABELS = Path("sample_data/labels")

@@ -52,6 +52,7 @@ from pipeline.labelers.combine import combine
 from pipeline.labelers.csv import CsvLabeler
 from pipeline.labelers.external import ExternalLabeler
 from pipeline.labelers.rules import RulesLabeler
+from pipeline.result import StageResult
 from pipeline.schemas import LABEL_SCHEMA, LOG_SCHEMA, UTC_MS
 from pipeline.store import RunInfo
 
@@ -79,7 +80,7 @@ REJECT_FILE_KEYS = ("name", "status", "path", "detail", "rows", "accepted", "rej
 
 
 @dataclass(frozen=True)
-class LabelResult:
+class LabelResult(StageResult):
     run_id: str
     window_logs: int
     total: int  # logs with a chosen label
@@ -96,24 +97,11 @@ class LabelResult:
     paths: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "total": self.total,
-            "window_logs": self.window_logs,
-            "in_window": self.in_window,
-            "outside_window": self.outside_window,
-            "by_source": self.by_source,
-            "chosen_by_kind": self.chosen_by_kind,
-            "conflicts": self.conflicts,
-            "csv": self.csv,
-            "rules": self.rules,
-            "external": self.external,
-            "requests": self.requests,
-            "seconds": self.seconds,
-            "errors": list(self.errors),
-            "paths": self.paths,
-        }
+    @property
+    def exit_code(self) -> int:
+        """0: a labeler that failed is a warning (``errors``; the report names it), and the other
+        labelers' labels still count."""
+        return 0
 
     def summary(self) -> str:
         """A few lines for the terminal."""

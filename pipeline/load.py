@@ -25,7 +25,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -35,6 +35,7 @@ from pipeline.config import JobConfig
 from pipeline.errors import ApiError, AuthError, BudgetExhausted, NotFoundError
 from pipeline.gateway.client import LogsClient
 from pipeline.journal import Journal
+from pipeline.result import StageResult
 from pipeline.store import RunInfo
 from pipeline.timefmt import iso
 
@@ -68,7 +69,7 @@ ProgressCallback = Callable[[LoadProgress], None]
 
 
 @dataclass(frozen=True)
-class LoadResult:
+class LoadResult(StageResult):
     run_id: str
     total: int  # planned patches
     patched: int  # done, over every invocation of this run
@@ -90,8 +91,10 @@ class LoadResult:
     failures: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[list[int]] = field(default_factory=list)  # [epoch second, PATCH calls]
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def exit_code(self) -> int:
+        """0 when every planned change is applied (or gone), 1 when some failed or wait."""
+        return 0 if not self.failed and not self.pending else 1
 
     @property
     def complete(self) -> bool:

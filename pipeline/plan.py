@@ -32,7 +32,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -43,6 +43,7 @@ from pipeline.config import JobConfig
 from pipeline.gateway.client import LogsClient
 from pipeline.gateway.lookup import BATCH, entries_frame, lookup_logs
 from pipeline.journal import label_owners
+from pipeline.result import StageResult
 from pipeline.schemas import SCORE_TOLERANCE
 from pipeline.store import RunInfo
 from pipeline.timefmt import human, iso
@@ -76,7 +77,7 @@ PLAN_SCHEMA = pa.schema(
 
 
 @dataclass(frozen=True)
-class PlanResult:
+class PlanResult(StageResult):
     run_id: str
     labels: int
     patch: int
@@ -98,8 +99,9 @@ class PlanResult:
     verify_enabled: bool = True
     by_source: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def exit_code(self) -> int:
+        return 0  # a plan is a plan; what it costs is in the summary
 
     def summary(self) -> str:
         return (

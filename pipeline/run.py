@@ -30,12 +30,8 @@ Only one run per job and gateway at a time (pipeline.lock). Every run is recorde
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import signal
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,206 +40,33 @@ from typing import Any
 import httpx
 
 from pipeline import history, lock, store
-from pipeline.config import BudgetConfig, JobConfig
-from pipeline.errors import (
-    ApiError,
-    AuthError,
-    BudgetExhausted,
-    DamagedFileError,
-    GatewayNotFoundError,
-    InputError,
-    PipelineError,
-    StageError,
-    TransportError,
-    UsageError,
-)
-from pipeline.extract import extract
+from pipeline.config import JobConfig
+from pipeline.errors import BudgetExhausted, DamagedFileError, UsageError
+from pipeline.extract import ExtractResult, extract
 from pipeline.gateway import open_client
-from pipeline.gateway.client import LogsClient, RequestBudget
+from pipeline.gateway.client import LogsClient
 from pipeline.journal import journal_has_rows
-from pipeline.label import label
-from pipeline.load import LoadProgress, load
-from pipeline.logging_setup import redact, scrub
-from pipeline.plan import plan
+from pipeline.label import LabelResult, label
+from pipeline.load import LoadProgress, LoadResult, load
+from pipeline.logging_setup import redact
+from pipeline.outcome import write_outcome
+from pipeline.plan import PlanResult, plan
 from pipeline.progress import Progress
 from pipeline.report import build_report, exit_code_for
+from pipeline.result import JsonResult, read_result
+from pipeline.run_result import BULKY_KEYS, STAGES, RunResult, Stages
+from pipeline.signals import stop_on_signals
 from pipeline.store import RunInfo
-from pipeline.timefmt import human, iso
-from pipeline.verify import verify
+from pipeline.verify import VerifyResult, verify
 from pipeline.window import Window, nightly_window, parse_window
 
 log = logging.getLogger(__name__)
 
 NIGHTLY_SPEC = "yesterday"
-BULKY_KEYS = ("timeline", "failures", "mismatches")  # in the run folder, not in the summary JSON
 AUTO_RESUME_ATTEMPTS = 2  # a run that failed is retried by the next nightly run once
 PLANNING_STAGES = ("extract", "label", "plan")
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What one run did. ``exit_code`` follows DESIGN: 0 ok or nothing to do, 1 partial or failed
-    (dry runs: 0); when the invocation finished earlier runs first (``previous``), the worst."""
-
-    run_id: str
-    job: str
-    gateway_id: str
-    window: Window
-    mode: str  # nightly | window | backfill
-    status: str  # ok | partial | failed | dry_run
-    exit_code: int
-    stages: dict[str, dict[str, Any]]  # each stage's result, as written in the run folder
-    skipped: tuple[str, ...] = ()  # stages already complete from an earlier attempt
-    stopped: str | None = None  # why the run stopped before the end (a request or time cap)
-    watermark: datetime | None = None  # the job's watermark after this run
-    report: Path | None = None  # report.html
-    requests: int = 0  # requests this invocation sent for this run
-    seconds: float = 0.0
-    previous: tuple[RunResult, ...] = ()  # unfinished runs this invocation finished first
-    counts: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "job": self.job,
-            "gateway_id": self.gateway_id,
-            "window": {"start": iso(self.window.start), "end": iso(self.window.end)},
-            "mode": self.mode,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "skipped": list(self.skipped),
-            "stopped": self.stopped,
-            "watermark": iso(self.watermark) if self.watermark else None,
-            "report": str(self.report) if self.report else None,
-            "requests": self.requests,
-            "seconds": round(self.seconds, 3),
-            "counts": self.counts,
-            "stages": {
-                stage: {k: v for k, v in data.items() if k not in BULKY_KEYS}
-                for stage, data in self.stages.items()
-            },
-            "previous": [p.to_json() for p in self.previous],
-        }
-
-    def summary(self) -> str:
-        """A few lines for a person (and for cron mail)."""
-        lines = []
-        for earlier in self.previous:
-            lines += [earlier.summary(), ""]
-        lines.append(
-            f"run {self.run_id} ({self.mode}) job {self.job} gateway {self.gateway_id} "
-            f"window {self.window}"
-        )
-        if self.skipped:
-            lines.append(f"  resumed: {', '.join(self.skipped)} already done")
-        lines += [f"  {line}" for line in stage_lines(self.stages)]
-        lines.append(f"status {self.status}: {_status_text(self)}")
-        if self.watermark is not None and self.mode != "backfill":
-            lines.append(f"watermark {iso(self.watermark)}")
-        if self.report is not None:
-            lines.append(f"report {self.report}")
-        return "\n".join(lines)
-
-
-def _status_text(result: RunResult) -> str:
-    if result.status == "dry_run":
-        plan_ = result.stages.get("plan", {})
-        return (
-            f"dry run, nothing written; {plan_.get('requests_needed', 0)} requests needed, about "
-            f"{human(float(plan_.get('estimated_seconds', 0.0)))} at the budget. "
-            f"Apply this plan with: aigw-feedback run JOB --run {result.run_id}"
-        )
-    if result.status == "ok":
-        return "every planned change applied and verified"
-    if result.status == "nothing_to_do":
-        return "nothing to do: every label is already on its log (or there were no labels)"
-    if result.stopped:
-        return (
-            f"stopped early ({result.stopped}); continue with: aigw-feedback run JOB "
-            f"--run {result.run_id}"
-        )
-    return "some changes failed or are unverified (the report says which)"
-
-
-def stage_lines(stages: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per stage that ran, from the keys every stage result carries (DESIGN)."""
-    out = []
-    if ex := stages.get("extract"):
-        partitions = ex.get("partitions") or []
-        days = len(partitions) if isinstance(partitions, list) else int(partitions)
-        out.append(
-            f"extract  {ex.get('logs', 0):,} logs, {ex.get('requests', 0):,} requests, "
-            f"{days} {'day' if days == 1 else 'days'} written"
-        )
-    if lb := stages.get("label"):
-        by_source = lb.get("by_source") or {}
-        parts = ", ".join(f"{k} {_count(v):,}" for k, v in sorted(by_source.items()))
-        csv = lb.get("csv") or {}
-        line = f"labels   {lb.get('total', 0):,} labels"
-        if parts:
-            line += f" ({parts})"
-        line += f", {lb.get('conflicts', 0):,} conflicts"
-        if csv.get("files"):
-            line += (
-                f"; csv {csv.get('files', 0)} files, {csv.get('rows', 0):,} rows: "
-                f"{csv.get('accepted', 0):,} accepted, {csv.get('rejected', 0):,} rejected"
-            )
-        out.append(line)
-        for entry in csv.get("not_read") or []:
-            out.append(f"  not read: {entry.get('name')}: {entry.get('detail') or entry['status']}")
-    if pl_ := stages.get("plan"):
-        out.append(
-            f"plan     {pl_.get('patch', 0):,} to patch, {pl_.get('unchanged', 0):,} unchanged, "
-            f"{pl_.get('keep_existing', 0):,} kept, {pl_.get('not_found', 0):,} not found"
-        )
-    if ld := stages.get("load"):
-        line = (
-            f"load     {ld.get('patched', 0):,} patched, {ld.get('failed', 0):,} failed, "
-            f"{ld.get('gone', 0):,} gone"
-        )
-        if ld.get("pending"):
-            line += f", {ld['pending']:,} pending"
-        line += (
-            f"; {ld.get('requests', 0):,} requests ({ld.get('rate_limited', 0)} rate-limited) "
-            f"in {human(float(ld.get('seconds', 0.0)))}"
-        )
-        out.append(line)
-    if vf := stages.get("verify"):
-        out.append(
-            f"verify   {vf.get('verified', 0):,} verified, {vf.get('mismatched', 0):,} mismatched, "
-            f"{vf.get('unverifiable', 0):,} unverifiable"
-        )
-    return out
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, dict):
-        return int(value.get("labels", value.get("total", value.get("rows", 0))) or 0)
-    return int(value or 0)
-
-
-def headline_counts(stages: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """The numbers the runs table keeps for `aigw-feedback runs`."""
-    pick = {
-        "logs": ("extract", "logs"),
-        "labels": ("label", "total"),
-        "patch": ("plan", "patch"),
-        "unchanged": ("plan", "unchanged"),
-        "patched": ("load", "patched"),
-        "failed": ("load", "failed"),
-        "pending": ("load", "pending"),
-        "verified": ("verify", "verified"),
-        "mismatched": ("verify", "mismatched"),
-        "unverifiable": ("verify", "unverifiable"),
-    }
-    counts: dict[str, int] = {}
-    for name, (stage, key) in pick.items():
-        value = stages.get(stage, {}).get(key)
-        if isinstance(value, int):
-            counts[name] = value
-    return counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,36 +106,6 @@ async def run_job(
             )
             with stop_on_signals(client.budget):
                 return await runner.invoke(window=window, run_id=run_id)
-
-
-@contextmanager
-def stop_on_signals(budget: RequestBudget) -> Iterator[None]:
-    """SIGTERM (systemd, CI, Kubernetes on timeout) and SIGINT stop a run gracefully: no new
-    request, the ones in flight finish and are journaled, the report says why, the lock is
-    released, exit 1. A second signal acts as usual (Ctrl-C twice kills)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        yield
-        return
-    installed: list[signal.Signals] = []
-
-    def stop(sig: signal.Signals) -> None:
-        log.warning("%s received: stopping after the requests in flight", sig.name)
-        budget.stop(f"stopped by {sig.name}")
-        loop.remove_signal_handler(sig)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop, sig)
-        except (ValueError, RuntimeError, NotImplementedError):
-            continue  # not the main thread (an orchestrator's worker): signals stay theirs
-        installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 def open_job_run(job: JobConfig, run_id: str) -> RunInfo:
@@ -560,10 +353,12 @@ class Runner:
             stages[stage] = await self._stage(stage, run)
         if self.dry_run:
             return
-        stages["load"] = await self._load(run, int(stages["plan"].get("patch") or 0))
-        if stages["load"].get("stopped_early"):
+        planned = attempt.typed().plan
+        loaded = await self._load(run, planned.patch if planned else 0)
+        stages["load"] = loaded
+        if loaded.stopped_early:
             # The cap is used up (or a signal came): reading back now would only hit it again.
-            attempt.stopped = str(stages["load"].get("stop_reason") or "the request cap")
+            attempt.stopped = loaded.stop_reason or "the request cap"
         elif self.job.verify.enabled:
             stages["verify"] = await self._verify(run)
 
@@ -573,8 +368,17 @@ class Runner:
         requests = self.client.stats.requests - attempt.requests0
         seconds = (datetime.now(UTC) - attempt.started).total_seconds()
         outcome = write_outcome(
-            run, attempt, budget=self.job.budget, requests=requests, seconds=seconds
+            run,
+            mode=attempt.mode,
+            started=attempt.started,
+            error=attempt.error,
+            stage=next((s for s in STAGES if s not in attempt.stages), None),
+            stopped=attempt.stopped,
+            budget=self.job.budget,
+            requests=requests,
+            seconds=seconds,
         )
+        stages = attempt.typed()
         # The report judges the status; these are what stands if it cannot be written.
         status = "partial" if attempt.stopped and attempt.error is None else "failed"
         code, report = 1, None
@@ -590,7 +394,7 @@ class Runner:
             data_dir,
             run.run_id,
             status=status,
-            counts=headline_counts(attempt.stages),
+            counts=stages.counts(),
             finished_at=datetime.now(UTC),
             error=outcome["error"]["message"] if outcome["error"] else None,
             stopped=attempt.stopped,
@@ -620,33 +424,32 @@ class Runner:
             mode=attempt.mode,
             status=status,
             exit_code=code,
-            stages=attempt.stages,
+            stages=stages,
             skipped=tuple(attempt.skipped),
             stopped=attempt.stopped,
             watermark=watermark,
             report=report,
             requests=requests,
             seconds=seconds,
-            counts=headline_counts(attempt.stages),
+            counts=stages.counts(),
         )
 
-    async def _stage(self, stage: str, run: RunInfo) -> dict[str, Any]:
+    async def _stage(self, stage: str, run: RunInfo) -> JsonResult:
         log.debug("%s: starting", stage)
+        result: JsonResult
         if stage == "extract":
-            ex = await extract(
+            result = await extract(
                 self.job, run.window, client=self.client, progress=self.progress, run=run
             )
-            data = ex.to_json()
         elif stage == "label":
             # A dry run reads the CSV inbox without consuming it: the files stay for a real run.
             result = await label(self.job, run, client=self.client, dry_run=self.dry_run)
-            data = result.to_json()
         else:
-            data = (await plan(self.job, run, client=self.client)).to_json()
-        _log_stage(stage, data, run.run_id)
-        return data
+            result = await plan(self.job, run, client=self.client)
+        _log_stage(stage, result, run.run_id)
+        return result
 
-    async def _load(self, run: RunInfo, planned: int) -> dict[str, Any]:
+    async def _load(self, run: RunInfo, planned: int) -> LoadResult:
         progress = self.progress or Progress(enabled=False)
         rate = self.job.budget.rate_per_second
         with progress.task("load", total=planned, unit="changes", budget_per_s=rate) as task:
@@ -657,16 +460,16 @@ class Runner:
                 seen[:] = [snapshot.done, snapshot.sent_now]
 
             result = await load(self.job, run, client=self.client, progress=advance)
-        _log_stage("load", result.to_json(), run.run_id)
-        return result.to_json()
+        _log_stage("load", result, run.run_id)
+        return result
 
-    async def _verify(self, run: RunInfo) -> dict[str, Any]:
+    async def _verify(self, run: RunInfo) -> VerifyResult:
         if self.sleep is None:
             result = await verify(self.job, run, client=self.client)
         else:
             result = await verify(self.job, run, client=self.client, sleep=self.sleep)
-        _log_stage("verify", result.to_json(), run.run_id)
-        return result.to_json()
+        _log_stage("verify", result, run.run_id)
+        return result
 
 
 @dataclass
@@ -677,10 +480,13 @@ class Attempt:
     mode: str
     started: datetime
     requests0: int
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stages: dict[str, Any] = field(default_factory=dict)  # stage name -> its typed result
     skipped: list[str] = field(default_factory=list)
     stopped: str | None = None
     error: BaseException | None = None
+
+    def typed(self) -> Stages:
+        return Stages.of(self.stages)
 
 
 def _after(result: RunResult, earlier: list[RunResult]) -> RunResult:
@@ -691,62 +497,6 @@ def _after(result: RunResult, earlier: list[RunResult]) -> RunResult:
     return replace(
         result, previous=previous, exit_code=max(r.exit_code for r in (result, *previous))
     )
-
-
-def error_kind(exc: BaseException) -> str:
-    """What kind of failure stopped a run, for report.json's outcome (the report words it)."""
-    kinds: tuple[tuple[type[BaseException], str], ...] = (
-        (AuthError, "auth"),
-        (GatewayNotFoundError, "not_found"),
-        (TransportError, "unreachable"),
-        (UsageError, "usage"),
-        (StageError, "damaged"),
-        (InputError, "input"),
-        (ApiError, "api"),
-        (PipelineError, "pipeline"),
-    )
-    return next((kind for cls, kind in kinds if isinstance(exc, cls)), "internal")
-
-
-def write_outcome(
-    run: RunInfo, attempt: Attempt, *, budget: BudgetConfig, requests: int, seconds: float
-) -> dict[str, Any]:
-    """outcome.json: how the run's latest attempt ended, with requests and seconds summed over
-    every attempt (so the report's budget share is of what was really sent in the time spent)."""
-    before = _read_json(run.paths.outcome) or {}
-    error = attempt.error
-    stage = next((s for s in (*PLANNING_STAGES, "load", "verify") if s not in attempt.stages), None)
-    if error is not None:
-        message = (
-            str(error)
-            if isinstance(error, PipelineError)
-            else (f"unexpected {type(error).__name__}: {error}")
-        )
-        described: dict[str, Any] | None = {
-            "kind": error_kind(error),
-            "stage": stage,
-            "message": scrub(message) or type(error).__name__,
-            "exit_code": getattr(error, "exit_code", 1),
-        }
-    else:
-        described = None
-    outcome = {
-        "run_id": run.run_id,
-        "mode": attempt.mode,
-        "error": described,
-        "stopped": attempt.stopped,
-        "started_at": before.get("started_at") or iso(attempt.started),
-        "finished_at": iso(datetime.now(UTC)),
-        "seconds": round(float(before.get("seconds") or 0.0) + seconds, 3),
-        "requests": int(before.get("requests") or 0) + requests,
-        "attempts": int(before.get("attempts") or 0) + 1,
-        "budget": {
-            "per_s": round(budget.rate_per_second, 4),
-            "period_seconds": budget.period_seconds,
-        },
-    }
-    store.write_json_atomic(outcome, run.paths.outcome)
-    return outcome
 
 
 def _forget_stale_plan(run: RunInfo, data_dir: Path) -> None:
@@ -764,17 +514,27 @@ def _forget_stale_plan(run: RunInfo, data_dir: Path) -> None:
         run.paths.stage_result(stage).unlink(missing_ok=True)
 
 
-def _log_stage(stage: str, data: dict[str, Any], run_id: str) -> None:
+def _log_stage(stage: str, result: JsonResult, run_id: str) -> None:
+    data = result.to_json()
     counts = {k: v for k, v in data.items() if isinstance(v, int | float) and k not in BULKY_KEYS}
-    for line in stage_lines({stage: data}):
+    for line in Stages.of({stage: result}).lines():
         log.info("%s", line, extra={"stage": stage, "run_id": run_id, "counts": counts})
 
 
-def _read_result(run: RunInfo, stage: str) -> dict[str, Any] | None:
+RESULT_TYPES: dict[str, Any] = {  # each has from_json(data) -> the result
+    "extract": ExtractResult,
+    "label": LabelResult,
+    "plan": PlanResult,
+    "load": LoadResult,
+    "verify": VerifyResult,
+}
+
+
+def _read_result(run: RunInfo, stage: str) -> JsonResult | None:
     """A stage's result from an earlier attempt, if that stage is really done: its result file
     reads, and so do the files it handed over. A damaged hand-over is rebuilt, not trusted."""
-    data = _read_json(run.paths.stage_result(stage))
-    if data is None:
+    result: JsonResult | None = read_result(RESULT_TYPES[stage], run.paths.stage_result(stage))
+    if result is None:
         return None
     damaged = [p for p in run.paths.stage_outputs(stage) if not store.parquet_readable(p)]
     if damaged:
@@ -786,12 +546,4 @@ def _read_result(run: RunInfo, stage: str) -> dict[str, Any] | None:
         )
         run.paths.stage_result(stage).unlink(missing_ok=True)
         return None
-    return data
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return result

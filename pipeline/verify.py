@@ -22,7 +22,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -33,6 +33,7 @@ from pipeline.config import JobConfig
 from pipeline.gateway.client import LogsClient
 from pipeline.gateway.lookup import canonical_metadata, entries_frame, lookup_logs
 from pipeline.journal import Journal
+from pipeline.result import StageResult
 from pipeline.schemas import SCORE_TOLERANCE
 from pipeline.store import RunInfo
 from pipeline.timefmt import iso
@@ -56,7 +57,7 @@ VERIFY_SCHEMA = pa.schema(
 
 
 @dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(StageResult):
     run_id: str
     checked: int
     verified: int
@@ -70,8 +71,9 @@ class VerifyResult:
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     gone: int = 0  # patched logs that no longer exist on read-back
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
 
     @property
     def ok(self) -> bool:

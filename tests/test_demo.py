@@ -26,12 +26,12 @@ def test_fast_demo_verifies_every_planned_change_and_stops_the_emulator(
     assert result.exit_code == 0, result.summary()
     run = result.run
     assert run.status == "ok" and run.mode == "nightly"
-    planned = run.stages["plan"]["patch"]
+    planned = run.stages.plan.patch
     assert planned > 50
-    assert run.stages["verify"]["verified"] == planned
+    assert run.stages.verify.verified == planned
     assert result.emulator["patches"]["distinct_logs"] == planned
     assert result.emulator["rate_limited"] == 0
-    assert run.stages["label"]["csv"]["files"] == 2
+    assert run.stages.label.csv["files"] == 2
     assert run.report is not None and run.report.exists()
     assert run.report.is_relative_to(tmp_path / "demo")
     assert any("--fast" in line for line in lines)  # a raised limit is never silent

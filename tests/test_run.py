@@ -11,7 +11,8 @@ import pytest
 
 from pipeline import history
 from pipeline.errors import UsageError
-from pipeline.run import RunResult, run_job
+from pipeline.run import run_job
+from pipeline.run_result import RunResult
 from pipeline.window import Window, day_window, parse_window
 from tests.runkit import (
     D0,
@@ -38,10 +39,10 @@ def test_nightly_run_verifies_every_planned_change(tmp_path: Path) -> None:
         sent = patches_by_log(emu)
     assert result.status == "ok" and result.exit_code == 0
     assert result.window == day_window(D0.date())
-    planned = result.stages["plan"]["patch"]
+    planned = result.stages.plan.patch
     assert planned > 20
-    assert result.stages["load"]["patched"] == planned
-    assert result.stages["verify"]["verified"] == planned
+    assert result.stages.load.patched == planned
+    assert result.stages.verify.verified == planned
     assert len(sent) == planned and set(sent.values()) == {1}
     assert result.report is not None and result.report.exists()
     report = json.loads(result.report.with_suffix(".json").read_text())
@@ -61,8 +62,8 @@ def test_dry_run_sends_no_patch_and_can_be_applied_later(tmp_path: Path) -> None
         assert patches_by_log(emu) == {}
         assert csv_file.exists()  # a dry run leaves the analysts' files for the real run
         assert dry.status == "dry_run" and dry.exit_code == 0
-        assert dry.stages["plan"]["requests_needed"] >= dry.stages["plan"]["patch"] > 0
-        assert "load" not in dry.stages
+        assert dry.stages.plan.requests_needed >= dry.stages.plan.patch > 0
+        assert dry.stages.load is None
         assert "nothing written" in dry.summary()
         assert history.get_watermark(job.store.data_dir, "nightly", "test-gateway") is None
 
@@ -70,7 +71,7 @@ def test_dry_run_sends_no_patch_and_can_be_applied_later(tmp_path: Path) -> None
         sent = patches_by_log(emu)
     assert applied.skipped == ("extract", "label", "plan")
     assert applied.status == "ok"
-    assert len(sent) == dry.stages["plan"]["patch"]
+    assert len(sent) == dry.stages.plan.patch
     # A nightly run applied later still moves the watermark: its window starts the coverage.
     assert applied.watermark == D0 + DAY
 
@@ -83,7 +84,7 @@ def test_capped_run_resumes_without_resending(tmp_path: Path) -> None:
         first = patches_by_log(emu)
         assert capped.status == "partial" and capped.exit_code == 1
         assert capped.stopped is not None
-        assert 0 < len(first) < capped.stages["plan"]["patch"]
+        assert 0 < len(first) < capped.stages.plan.patch
         assert capped.watermark == D0  # not verified: the watermark stays at the night's start
         assert f"--run {capped.run_id}" in capped.summary()
 
@@ -91,9 +92,9 @@ def test_capped_run_resumes_without_resending(tmp_path: Path) -> None:
         sent = patches_by_log(emu)
     assert resumed.status == "ok"
     assert resumed.skipped == ("extract", "label", "plan")
-    assert len(sent) == resumed.stages["plan"]["patch"]
+    assert len(sent) == resumed.stages.plan.patch
     assert max(sent.values()) == 1  # nothing acknowledged was sent again
-    assert resumed.stages["load"]["skipped_done"] == len(first)
+    assert resumed.stages.load.skipped_done == len(first)
     assert resumed.watermark == D0 + DAY
 
 
@@ -107,7 +108,7 @@ def test_skipped_nights_are_caught_up_in_one_run(tmp_path: Path) -> None:
         catch_up = run(job, now=night(3))
     assert catch_up.window.start == D0 + DAY
     assert catch_up.window.end == D0 + 4 * DAY
-    assert len(catch_up.stages["extract"]["days"]) == 3
+    assert len(catch_up.stages.extract.days) == 3
     assert catch_up.status == "ok"
     assert catch_up.watermark == D0 + 4 * DAY
 
@@ -117,7 +118,7 @@ def test_watermark_moves_only_after_verification(tmp_path: Path) -> None:
     with emulator(write_lag_seconds=3600) as emu:
         job = load(write_job(tmp_path, emu.base_url), emu.edit_token)
         result = run(job, now=night(0))
-    assert result.stages["verify"]["mismatched"] > 0
+    assert result.stages.verify.mismatched > 0
     assert result.status == "partial" and result.exit_code == 1
     assert result.watermark == D0  # where this night starts, so the next run covers it again
     assert history.get_watermark(job.store.data_dir, "nightly", "test-gateway") == D0
@@ -196,7 +197,7 @@ def test_plan_file_of_a_run_lists_its_changes(tmp_path: Path) -> None:
         job = load(write_job(tmp_path, emu.base_url), emu.edit_token)
         result = run(job, now=night(0))
     plan = pl.read_parquet(job.store.data_dir / "runs" / result.run_id / "plan.parquet")
-    assert plan.filter(pl.col("action") == "patch").height == result.stages["plan"]["patch"]
+    assert plan.filter(pl.col("action") == "patch").height == result.stages.plan.patch
 
 
 @pytest.mark.slow
@@ -243,9 +244,33 @@ def test_run_killed_midway_resumes_with_nothing_resent(tmp_path: Path) -> None:
     if proc.stderr:
         proc.stderr.close()
     assert resumed.status == "ok"
-    assert len(sent) == resumed.stages["plan"]["patch"]
+    assert len(sent) == resumed.stages.plan.patch
     assert all(sent[log_id] == 1 for log_id in acknowledged)
     resent = [log_id for log_id, n in sent.items() if n > 1]
     # Only changes in flight at the kill (sent, never acknowledged) may go again: at most one per
     # worker, and sending the same body twice is harmless.
     assert len(resent) <= job.budget.concurrency
+
+
+def test_every_stage_result_round_trips_through_its_file(tmp_path: Path) -> None:
+    """Each stage's result file reads back as the same typed result (no field lost or renamed)."""
+    from pipeline.extract import ExtractResult
+    from pipeline.label import LabelResult
+    from pipeline.load import LoadResult
+    from pipeline.plan import PlanResult
+    from pipeline.verify import VerifyResult
+
+    with emulator(days=1) as emu:
+        job = load(write_job(tmp_path, emu.base_url), emu.edit_token)
+        result = run(job, now=night(0))
+    folder = job.store.data_dir / "runs" / result.run_id
+    for stage, cls in (
+        ("label", LabelResult),
+        ("plan", PlanResult),
+        ("load", LoadResult),
+        ("verify", VerifyResult),
+        ("extract", ExtractResult),
+    ):
+        data = json.loads((folder / f"{stage}.result.json").read_text())
+        typed = cls.from_json(data)  # type: ignore[attr-defined]
+        assert json.loads(json.dumps(typed.to_json(), default=str)) == data, stage
