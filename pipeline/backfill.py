@@ -26,15 +26,12 @@ from typing import Any
 
 import httpx
 
-from pipeline import history, lock
+from pipeline import history
 from pipeline.config import JobConfig
 from pipeline.errors import UsageError
-from pipeline.gateway import open_client
-from pipeline.logging_setup import redact
 from pipeline.progress import Progress
-from pipeline.run import Runner, Sleep, open_job_run
+from pipeline.run import Runner, Sleep, job_runner, open_job_run
 from pipeline.run_result import RunResult
-from pipeline.signals import stop_on_signals
 from pipeline.window import day_window, nightly_window
 
 log = logging.getLogger(__name__)
@@ -178,8 +175,6 @@ async def backfill(
     Raises LockHeldError (exit 4) if a run of this job and gateway is in progress, UsageError if the
     range is reversed or reaches into a day that is not complete yet (see ``[window] lag``).
     """
-    redact(job.gateway.token)
-    job.gateway.require_token()
     now = now or datetime.now(UTC)
     days = backfill_days(start, end)
     last_complete = nightly_window(now, job.window.lag_seconds).start.date()
@@ -192,26 +187,22 @@ async def backfill(
     if max_requests is not None:
         job = job.with_overrides(max_requests=max_requests)
     t0 = time.monotonic()
-    data_dir = job.store.data_dir
     outcomes: list[DayOutcome] = []
     stopped: str | None = None
-    with lock.run_lock(data_dir, job.name, job.gateway.gateway_id) as held:
-        async with open_client(job, transport=transport, clock=clock, sleep=sleep) as client:
-            runner = Runner(
-                job, client, held, dry_run=dry_run, progress=progress, now=now, sleep=sleep
-            )
-            with stop_on_signals(client.budget):
-                # Days whose process died are resumed in their turn below, like any unfinished day.
-                history.recover_runs(data_dir, now=datetime.now(UTC))
-                await runner.finish_interrupted()
-                for i, day in enumerate(days):
-                    if stopped is not None:
-                        outcomes += [DayOutcome(d, "not_started") for d in days[i:]]
-                        break
-                    outcome = await _one_day(runner, job, day)
-                    outcomes.append(outcome)
-                    stopped = outcome.stopped
-            requests = client.stats.requests
+    async with job_runner(
+        job, dry_run=dry_run, transport=transport, clock=clock, sleep=sleep, now=now,
+        progress=progress,
+    ) as runner:  # fmt: skip
+        # Days whose process died are resumed in their turn below, like any unfinished day.
+        await runner.finish_interrupted()
+        for i, day in enumerate(days):
+            if stopped is not None:
+                outcomes += [DayOutcome(d, "not_started") for d in days[i:]]
+                break
+            outcome = await _one_day(runner, job, day)
+            outcomes.append(outcome)
+            stopped = outcome.stopped
+        requests = runner.client.stats.requests
     result = BackfillResult(
         job=job.name,
         gateway_id=job.gateway.gateway_id,

@@ -43,7 +43,8 @@ class StageResult:
     @classmethod
     def read(cls, path: Path) -> Self | None:
         """The result in ``path``, or None when there is none (or it cannot be read)."""
-        return read_result(cls, path)
+        result: Self | None = read_result(cls, path)
+        return result
 
 
 def read_result(cls: Any, path: Path) -> Any:

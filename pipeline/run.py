@@ -31,7 +31,8 @@ Only one run per job and gateway at a time (pipeline.lock). Every run is recorde
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,21 +92,41 @@ async def run_job(
     run id); ``clock`` and ``sleep`` drive the request budget and retries. Both default to real time.
     Raises LockHeldError (exit 4) if another run of this job and gateway is in progress.
     """
-    redact(job.gateway.token)
-    job.gateway.require_token()
     if run_id is not None and window is not None:
         raise UsageError("--run continues a recorded run with its own window; leave out --window")
     now = now or datetime.now(UTC)
-    data_dir = job.store.data_dir
     if window is None and run_id is None and job.window.default.strip() != NIGHTLY_SPEC:
         window = parse_window(job.window.default, now=now, lag_seconds=job.window.lag_seconds)
-    with lock.run_lock(data_dir, job.name, job.gateway.gateway_id) as held:
+    async with job_runner(
+        job, dry_run=dry_run, transport=transport, clock=clock, sleep=sleep, now=now,
+        progress=progress,
+    ) as runner:  # fmt: skip
+        return await runner.invoke(window=window, run_id=run_id)
+
+
+@asynccontextmanager
+async def job_runner(
+    job: JobConfig,
+    *,
+    dry_run: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] | None = None,
+    sleep: Sleep | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> AsyncIterator[Runner]:
+    """What every invocation that runs a job's runs holds (run, backfill): the token registered
+    with the redactor, the job's lock, one client (one budget) that signals stop gracefully, and
+    the run history recovered from the run folders if the state database was set aside."""
+    redact(job.gateway.token)
+    job.gateway.require_token()
+    with lock.run_lock(job.store.data_dir, job.name, job.gateway.gateway_id) as held:
         async with open_client(job, transport=transport, clock=clock, sleep=sleep) as client:
-            runner = Runner(
-                job, client, held, dry_run=dry_run, progress=progress, now=now, sleep=sleep
-            )
             with stop_on_signals(client.budget):
-                return await runner.invoke(window=window, run_id=run_id)
+                history.recover_runs(job.store.data_dir, now=datetime.now(UTC))
+                yield Runner(
+                    job, client, held, dry_run=dry_run, progress=progress, now=now, sleep=sleep
+                )
 
 
 def open_job_run(job: JobConfig, run_id: str) -> RunInfo:
@@ -183,7 +204,6 @@ class Runner:
 
     async def invoke(self, *, window: Window | None, run_id: str | None) -> RunResult:
         """What `aigw-feedback run` asked for, after finishing the job's interrupted runs."""
-        history.recover_runs(self.data_dir, now=datetime.now(UTC))
         earlier = [] if self.dry_run else await self.finish_interrupted(skip=run_id)
         if earlier and earlier[-1].stopped:
             return _after(earlier[-1], earlier[:-1])  # the cap or a signal: nothing more now
