@@ -25,6 +25,7 @@ from pipeline.emulator.server import running_emulator
 from pipeline.emulator.settings import EmulatorSettings
 from pipeline.errors import BudgetExhausted
 from pipeline.extract import ExtractResult, extract
+from pipeline.extract.rows import log_row
 from pipeline.gateway import open_client
 from pipeline.progress import Progress
 from pipeline.schemas import LOG_SCHEMA
@@ -357,6 +358,7 @@ def test_churn_that_never_stops_is_reported_not_hidden(tmp_path: Path) -> None:
     assert len(ids) == len(set(ids))
     assert not result.complete
     assert "extract again" in result.note
+    assert result.exit_code == 1 and "warning: logs were still being added" in result.summary()
     assert abs(len(ids) - len(emulator.ids(WINDOW))) <= 20
 
 
@@ -473,6 +475,72 @@ def test_progress_prints_plain_lines_when_not_a_terminal(tmp_path: Path) -> None
     lines = stream.getvalue().splitlines()
     assert len(lines) > 1
     assert re.match(r"extract: 200 logs, \d+ requests, [\d.]+/s of [\d.]+/s budget", lines[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# The result and the rows
+
+
+def test_the_result_reads_back_from_its_json_file(tmp_path: Path) -> None:
+    """What extract writes to the run folder reads back as the same result, and says exit 0."""
+    emulator = Emulator(logs_at(spread(300)))
+    job = make_job(tmp_path)
+    result = run_extract(job, WINDOW, emulator.transport())
+
+    data = json.loads(json.dumps(result.to_json()))  # through the file's JSON, not just a dict
+    assert ExtractResult.from_json(data) == result
+    assert result.exit_code == 0 and result.summary().startswith("extract 2026-11-01T00:00:00Z..")
+    path = tmp_path / "extract.result.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert ExtractResult.read(path) == result
+
+
+def test_an_older_result_file_without_the_newer_keys_still_reads(tmp_path: Path) -> None:
+    """Keys an older version did not write take their defaults; a file missing a key that has
+    none is not taken for an extract result."""
+    old = {
+        "logs": 3,
+        "requests": 2,
+        "partitions": ["logs/gateway=demo-gateway/date=2026-11-01"],
+        "days": ["2026-11-01"],
+        "window": {"start": "2026-11-01T00:00:00.000Z", "end": "2026-11-02T00:00:00.000Z"},
+        "seconds": 0.5,
+        "total_count": 3,
+        "complete": True,
+        "dropped_key": "ignored",
+    }
+
+    result = ExtractResult.from_json(old)
+
+    assert (result.window, result.logs, result.days) == (WINDOW, 3, (DAY.date(),))
+    assert (result.note, result.reconcile_rounds, result.ranges) == ("", 0, 1)
+    assert result.to_json()["window"] == old["window"]
+    path = tmp_path / "extract.result.json"
+    path.write_text(json.dumps({k: v for k, v in old.items() if k != "logs"}), encoding="utf-8")
+    assert ExtractResult.read(path) is None
+
+
+def test_a_value_of_an_unexpected_type_is_kept_in_extra_not_lost() -> None:
+    """A field the schema does not know, or a value of the wrong type, lands in `extra` as JSON;
+    metadata sent as an object becomes its JSON string; 1.0 tokens are 1."""
+    entry = {
+        "id": "a",
+        "created_at": "2026-11-01T00:00:00.000Z",
+        "tokens_in": 12.0,
+        "tokens_out": "many",
+        "cached": 1,
+        "feedback": 300,
+        "metadata": {"team": "search"},
+        "new_field": [1, 2],
+    }
+
+    row = log_row(entry, DAY_MS, DAY_MS + 5)
+
+    assert row["tokens_in"] == 12 and row["cached"] is True
+    assert row["tokens_out"] is None and row["feedback"] is None
+    assert json.loads(row["metadata"]) == {"team": "search"}
+    assert json.loads(row["extra"]) == {"feedback": 300, "new_field": [1, 2], "tokens_out": "many"}
+    assert set(row) == {f.name for f in LOG_SCHEMA}
 
 
 # ---------------------------------------------------------------------------------------------
