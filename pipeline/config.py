@@ -296,6 +296,23 @@ class _Section:
         except ValueError as exc:
             raise self.error(name, str(exc)) from None
 
+    def pick(self, **spec: tuple[str, Any]) -> dict[str, Any]:
+        """The given keys as dataclass field values: ``field=(key, kind)``; kind ``DURATION`` or
+        ``PATH`` converts. Keys the file leaves out are left out, so defaults come from the
+        dataclass fields alone (one definition per default)."""
+        out: dict[str, Any] = {}
+        for field_name, (key, kind) in spec.items():
+            self._seen.add(key)
+            if key not in self._data:
+                continue
+            if kind is DURATION:
+                out[field_name] = self.duration(key, None)
+            elif kind is PATH:
+                out[field_name] = Path(self.get(key, str)).expanduser()
+            else:
+                out[field_name] = self.get(key, kind)
+        return out
+
     def section(self, name: str) -> _Section:
         raw = self.get(name, dict, {})
         return _Section(raw, self._key(name), self._path)
@@ -314,6 +331,10 @@ class _Section:
         if unknown:
             known = ", ".join(sorted(self._seen)) or "none"
             raise self.error(unknown[0], f"unknown key (known keys here: {known})")
+
+
+DURATION = object()  # pick(): a duration like "90s", "5m" -> seconds
+PATH = object()  # pick(): a path, ~ expanded
 
 
 def _expand(value: Any, env: Mapping[str, str], path: Path, key: str) -> Any:
@@ -426,26 +447,27 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
     gw.check_unknown()
 
     st = top.section("store")
-    store = StoreConfig(data_dir=Path(st.get("data_dir", str, "data")).expanduser())
+    store = StoreConfig(**st.pick(data_dir=("data_dir", PATH)))
     st.check_unknown()
 
     wn = top.section("window")
-    window = WindowConfig(
-        default=wn.get("default", str, "yesterday"),
-        lag_seconds=wn.duration("lag", 900.0) or 0.0,
-    )
+    window = WindowConfig(**wn.pick(default=("default", str), lag_seconds=("lag", DURATION)))
     wn.check_unknown()
 
     bd = top.section("budget")
     budget = BudgetConfig(
-        requests_per_period=bd.get("requests_per_period", int, 1200),
-        period_seconds=bd.duration("period", 300.0) or 300.0,
-        headroom=float(bd.get("headroom", (int, float), 0.9)),
-        concurrency=bd.get("concurrency", int, 4),
-        max_requests=bd.get("max_requests", int),
-        max_duration_seconds=bd.duration("max_duration", None),
-        shared_state=_optional_path(bd.get("shared_state", str)),
+        **bd.pick(
+            requests_per_period=("requests_per_period", int),
+            period_seconds=("period", DURATION),
+            headroom=("headroom", (int, float)),
+            concurrency=("concurrency", int),
+            max_requests=("max_requests", int),
+            max_duration_seconds=("max_duration", DURATION),
+            shared_state=("shared_state", PATH),
+        )
     )
+    if budget.period_seconds <= 0:
+        raise bd.error("period", "must be longer than 0 s (Cloudflare's is 5m)")
     if budget.requests_per_period < 1:
         raise bd.error("requests_per_period", "must be at least 1")
     if not 0 < budget.headroom <= 1:
@@ -465,18 +487,15 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
         values = tuple(value) if isinstance(value, list) else (value,)
         filters.append(ApiFilter(key=key, operator=operator, value=values))
         f.check_unknown()
-    per_page = ex.get("per_page", int, 50)
-    if not 1 <= per_page <= 50:
+    extract = ExtractConfig(filters=tuple(filters), **ex.pick(per_page=("per_page", int)))
+    if not 1 <= extract.per_page <= 50:
         raise ex.error("per_page", "must be 1..50 (the API's limit)")
-    extract = ExtractConfig(filters=tuple(filters), per_page=per_page)
     ex.check_unknown()
 
     lb = top.section("labels")
     cs = lb.section("csv")
     csv = CsvLabelsConfig(
-        enabled=cs.get("enabled", bool, True),
-        inbox=Path(cs.get("inbox", str, "labels/inbox")).expanduser(),
-        join_key=cs.get("join_key", str, "log_id"),
+        **cs.pick(enabled=("enabled", bool), inbox=("inbox", PATH), join_key=("join_key", str))
     )
     cs.check_unknown()
     rules = []
@@ -484,9 +503,11 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
         rule = RuleConfig(
             name=r.require("name", str),
             when=r.require("when", str),
-            feedback=r.get("feedback", (int, str)),
-            score=r.get("score", (int, float, str)),
-            reason=r.get("reason", str, ""),
+            **r.pick(
+                feedback=("feedback", (int, str)),
+                score=("score", (int, float, str)),
+                reason=("reason", str),
+            ),
         )
         if rule.feedback is None and rule.score is None:
             raise r.error("feedback", f"rule '{rule.name}' needs feedback or score (or both)")
@@ -513,13 +534,15 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
     if not all(isinstance(c, str) for c in command):
         raise xt.error("command", "must be a list of strings (argv)")
     external = ExternalLabelerConfig(
-        enabled=xt.get("enabled", bool, bool(command)),
-        name=xt.get("name", str, "external"),
+        enabled=xt.get("enabled", bool, bool(command)),  # a command given means: use it
         command=tuple(command),
-        timeout_seconds=xt.duration("timeout", 600.0) or 600.0,
-        send=xt.get("send", str, "all"),
-        sample_size=xt.get("sample_size", int, 1000),
-        fetch_heads=xt.get("fetch_heads", bool, True),
+        **xt.pick(
+            name=("name", str),
+            timeout_seconds=("timeout", DURATION),
+            send=("send", str),
+            sample_size=("sample_size", int),
+            fetch_heads=("fetch_heads", bool),
+        ),
         withheld_env=tuple(sorted({token_env, DEFAULT_TOKEN_ENV, *secret_env})),
         withheld_values=tuple(s for s in (token, *secrets) if s is not None),
     )
@@ -532,24 +555,27 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
     labels = LabelsConfig(csv=csv, rules=tuple(rules), external=external)
 
     ld = top.section("load")
-    precedence = tuple(ld.get("precedence", list, list(SOURCES)))
-    overwrite = tuple(ld.get("overwrite_existing", list, ["csv"]))
-    for key, values in (("precedence", precedence), ("overwrite_existing", overwrite)):
-        bad = [v for v in values if v not in SOURCES]
-        if bad:
-            raise ld.error(key, f"unknown source {bad[0]!r}; sources are {', '.join(SOURCES)}")
-    load = LoadConfig(
-        precedence=precedence,
-        overwrite_existing=overwrite,
-        stamp_metadata=ld.get("stamp_metadata", bool, False),
+    given = ld.pick(
+        precedence=("precedence", list),
+        overwrite_existing=("overwrite_existing", list),
+        stamp_metadata=("stamp_metadata", bool),
     )
+    for key in ("precedence", "overwrite_existing"):
+        if key in given:
+            given[key] = tuple(given[key])
+            bad = [v for v in given[key] if v not in SOURCES]
+            if bad:
+                raise ld.error(key, f"unknown source {bad[0]!r}; sources are {', '.join(SOURCES)}")
+    load = LoadConfig(**given)
     ld.check_unknown()
 
     vf = top.section("verify")
     verify = VerifyConfig(
-        enabled=vf.get("enabled", bool, True),
-        recheck_wait_seconds=vf.duration("recheck_wait", 5.0) or 0.0,
-        recheck_attempts=vf.get("recheck_attempts", int, 3),
+        **vf.pick(
+            enabled=("enabled", bool),
+            recheck_wait_seconds=("recheck_wait", DURATION),
+            recheck_attempts=("recheck_attempts", int),
+        )
     )
     vf.check_unknown()
     top.check_unknown()

@@ -36,6 +36,27 @@ def test_minimal_job_gets_documented_defaults(tmp_path: Path) -> None:
     assert job.window.default == "yesterday"
 
 
+def test_a_left_out_section_has_exactly_the_dataclass_defaults(tmp_path: Path) -> None:
+    """Defaults are written once, in the config dataclasses: a job that names no budget, window,
+    store, verify or load keys gets those dataclasses' defaults, field for field."""
+    from pipeline.config import (
+        BudgetConfig,
+        CsvLabelsConfig,
+        LoadConfig,
+        StoreConfig,
+        VerifyConfig,
+        WindowConfig,
+    )
+
+    job = load_job(write(tmp_path, MINIMAL), env={})
+    assert job.budget == BudgetConfig()
+    assert job.window == WindowConfig()
+    assert job.store == StoreConfig()
+    assert job.verify == VerifyConfig()
+    assert job.load == LoadConfig()
+    assert job.labels.csv == CsvLabelsConfig()
+
+
 def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:
     """A typo in a job file is an error that says which key, in which file."""
     path = write(tmp_path, MINIMAL + "\n[budget]\nrequests_per_perod = 10\n")
@@ -106,6 +127,7 @@ def test_missing_token_says_which_variable_to_set(tmp_path: Path) -> None:
         ("[labels.external]\nenabled = true", "labels.external.command"),
         ('[window]\nlag = "soon"', "window.lag"),
         ("[budget]\nheadroom = 1.5", "budget.headroom"),
+        ('[budget]\nperiod = "0s"', "budget.period"),
     ],
 )
 def test_bad_values_name_their_key(tmp_path: Path, snippet: str, key: str) -> None:
