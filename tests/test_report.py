@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from loadkit import make_job, make_run, write_plan
 from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.report import assemble, build_report, exit_code_for, report
-from pipeline.report_render import render_value, timeline_svg
+from pipeline.report.html import render_value, timeline_svg
 from pipeline.store import RunInfo
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -191,6 +192,23 @@ def test_html_report_escapes_hostile_strings_and_needs_no_network(tmp_path: Path
     assert "http://" not in page and "https://" not in page
     assert "<svg" in page
     assert "bad_feedback: " in text and '"feedback": "meh"' in text
+
+
+def test_markdown_report_shows_hostile_strings_as_text(tmp_path: Path) -> None:
+    """In report.md, HTML, pipes, backticks and emphasis from logs and files are escaped: no tag
+    gets through and no table grows a cell."""
+    job, run = full_run(tmp_path, failed=1, provider=HOSTILE, model="gpt|`4`*x*")
+    rejected = {"file": "a|b.csv", "line": 3, "reason": "bad_feedback", "detail": HOSTILE,
+                "cells": {"log_id": "x"}}  # fmt: skip
+    store.write_json_atomic({"rows": [rejected]}, run.paths.root / "rejects.json")
+    build_report(job, run)
+    md = run.paths.report("md").read_text()
+    assert not re.search(r"(?<!\\)[<>]", md)  # every < and > is escaped: no tag starts
+    assert md.count("\\<script\\>") >= 3  # the model table, the failure, the rejected row
+    row = next(line for line in md.splitlines() if "gpt" in line)
+    assert "gpt\\|\\`4\\`\\*x\\*" in row
+    assert len(re.findall(r"(?<!\\)\|", row)) == 7  # six cells, as in the header
+    assert "| a\\|b.csv | 3 | bad_feedback: " in md
 
 
 def test_render_value_turns_nested_maps_into_tables() -> None:
