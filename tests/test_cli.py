@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pipeline.cli import _Group, cli
-from pipeline.cli_options import output_options, pop_output, setup_output
+from pipeline.cli.options import output_options, pop_output, setup_output
 from pipeline.redaction import redact
 from tests.runkit import D0, TOKEN_ENV, admin, emulator, write_job
 

@@ -3,6 +3,7 @@ commands, file permissions, and the README's stage-by-stage flow, all through th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -14,15 +15,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
+from starlette.applications import Starlette
 
 from pipeline import lock
 from pipeline.cli import cli
 from pipeline.emulator import EmulatorSettings, RunningEmulator, generate_logs, running_emulator
-from pipeline.errors import DataDirError
+from pipeline.emulator.settings import DEFAULT_EDIT_TOKEN, DEFAULT_GATEWAY_ID
+from pipeline.errors import DataDirError, UsageError
+from pipeline.stage import Stage, StageOutcome, run_stage
 from pipeline.store import state_db
-from tests.runkit import ACCOUNT, D0, FAST, TOKEN_ENV, emulator, patches_by_log, write_job
+from tests.runkit import ACCOUNT, D0, FAST, TOKEN_ENV, emulator, load, patches_by_log, write_job
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -90,6 +95,38 @@ def test_the_readmes_stage_by_stage_commands_work_as_written(tmp_path: Path) -> 
     assert patched and set(patched.values()) == {1}
     assert again.exit_code == 0, again.output
     assert "created" not in again.stdout and f"--run {run_id}" in again.stdout
+
+
+def test_a_stage_runs_from_python_as_its_command_runs_it(
+    tmp_path: Path, emulator_app: Starlette
+) -> None:
+    """`pipeline.stage.run_stage` is a stage command without the command line: extract without a
+    run id starts a run and names the next command; label, plan, load and verify on that run exit
+    0 and verify writes the report; a stage without its run, or extract with both, is refused."""
+    path = write_job(tmp_path, "http://emulator.test/client/v4", gateway_id=DEFAULT_GATEWAY_ID)
+    job = load(path, DEFAULT_EDIT_TOKEN)
+    transport = httpx.ASGITransport(app=emulator_app)
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+
+    def stage(name: Stage, **kwargs: str) -> StageOutcome:
+        return asyncio.run(run_stage(job, name, transport=transport, now=now, **kwargs))
+
+    extracted = stage("extract", window="2026-11-20")
+    assert extracted.created and extracted.exit_code == 0
+    assert extracted.next_command == f"aigw-feedback label {path} --run {extracted.run_id}"
+    assert extracted.to_json()["next"] == extracted.next_command
+    outcomes = [
+        stage(name, run_id=extracted.run_id) for name in ("label", "plan", "load", "verify")
+    ]
+    assert [(o.stage, o.run_id, o.exit_code, o.created) for o in outcomes] == [
+        (name, extracted.run_id, 0, False) for name in ("label", "plan", "load", "verify")
+    ]
+    assert outcomes[-1].to_json()["verified"] == outcomes[-2].to_json()["patched"] > 0
+    assert (tmp_path / "data" / "runs" / extracted.run_id / "report.json").is_file()
+    with pytest.raises(UsageError, match="leave out --window"):
+        stage("extract", run_id=extracted.run_id, window="2026-11-20")
+    with pytest.raises(UsageError, match="run id"):
+        stage("plan")
 
 
 # -- the run lock ---------------------------------------------------------------------------

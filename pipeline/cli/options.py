@@ -1,21 +1,23 @@
-"""Click options every job command shares, and turning them into a job and a Progress.
+"""Click options the commands share, turning them into a job and a Progress, and printing.
 
-    @cli.command("extract")
-    @click.argument("job_file", metavar="JOB", type=click.Path(dir_okay=False))
-    @job_options            # --data-dir --base-url --max-requests --max-duration
-    @output_options         # --quiet/-q --verbose/-v --log-format
-    @click.pass_context
-    def extract_command(ctx, job_file, **options):
+    @click.command("plan")
+    @stage_options          # JOB --run RUN_ID, the job options and the output options
+    def plan_command(ctx, /, job_file, run_id, **options):
         progress = setup_output(ctx, **pop_output(options))
         job = job_with_overrides(job_file, **options)
+        outcome = asyncio.run(run_stage(job, "plan", run_id=run_id, progress=progress))
+        echo_result(ctx, outcome)
+        sys.exit(outcome.exit_code)
 
 Option names (and so the keyword arguments they give) are stable: data_dir, base_url,
 max_requests, max_duration, quiet, verbose, log_format.
 
 With ``--log-format json`` every line a command prints is one JSON object: log lines on stderr
-(pipeline.logging_setup), the result on stdout (`emit_result`), and on a failure an error line on
+(pipeline.logging_setup), the result on stdout (`echo_result`), and on a failure an error line on
 stderr and a summary object with ``"status": "failed"`` on stdout (`report_failure`), so a scheduler
 always finds exactly one summary object on stdout and the exit code in it.
+
+Nothing here imports more than click at import time (`aigw-feedback --help` stays fast).
 """
 
 from __future__ import annotations
@@ -24,14 +26,13 @@ import itertools
 import json
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 import click
 
 from pipeline.errors import UsageError
-from pipeline.redaction import scrub
 
 if TYPE_CHECKING:  # imported when used: `aigw-feedback --help` stays fast
     from pipeline.config import JobConfig
@@ -88,6 +89,22 @@ def job_options(fn: F) -> F:
 def output_options(fn: F) -> F:
     """--quiet/-q, --verbose/-v, --log-format."""
     return _apply(fn, quiet_option, verbose_option, log_format_option)
+
+
+def stage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """JOB --run RUN_ID, the job options and the output options, and the click context:
+    every command for one stage of a recorded run."""
+    fn = click.pass_context(fn)
+    fn = output_options(fn)
+    fn = job_options(fn)
+    fn = click.option(
+        "--run",
+        "run_id",
+        required=True,
+        metavar="RUN_ID",
+        help="The run (see `aigw-feedback runs`).",
+    )(fn)
+    return click.argument("job_file", metavar="JOB", type=click.Path(dir_okay=False))(fn)
 
 
 def job_with_overrides(
@@ -156,24 +173,31 @@ def wants_json(ctx: click.Context) -> bool:
     )
 
 
-def emit_result(
-    ctx: click.Context,
-    stage: str,
-    result: Any,
-    exit_code: int,
-    *,
-    run_id: str | None = None,
-    lines: Iterable[str] = (),
-    fields: dict[str, Any] | None = None,
-) -> None:
-    """Print a stage's result and leave with its exit code: its summary() and `lines`, or in
-    JSON mode one object (stage, run_id, exit_code, `fields`, then the result's to_json())."""
+class Printable(Protocol):
+    """A library result as a command prints it."""
+
+    def summary(self) -> str: ...
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def echo_result(ctx: click.Context, result: Printable) -> None:
+    """Print a command's result, scrubbed: its summary(), or in JSON mode its to_json() as one
+    object. The command then leaves with ``sys.exit(result.exit_code)``."""
+    from pipeline.redaction import scrub
+
     if wants_json(ctx):
-        data = {"stage": stage, "run_id": run_id, "exit_code": exit_code, **(fields or {})}
-        click.echo(scrub(json.dumps({**data, **result.to_json()}, default=str)))
+        click.echo(scrub(json.dumps(result.to_json(), default=str)))
     else:
-        click.echo(scrub("\n".join([result.summary(), *lines])))
-    sys.exit(exit_code)
+        click.echo(scrub(result.summary()))
+
+
+def remember_run(ctx: click.Context) -> Callable[[str], None]:
+    """Told the run id as soon as the library knows it, so that a failure summary names it."""
+
+    def remember(run_id: str) -> None:
+        ctx.ensure_object(dict)["run_id"] = run_id
+
+    return remember
 
 
 def report_failure(
@@ -182,6 +206,7 @@ def report_failure(
     """The one way a command fails: `error: ...` on stderr (the traceback first with --verbose);
     in JSON mode an error line on stderr and a failed summary on stdout. Always scrubbed."""
     from pipeline.logging_setup import json_line
+    from pipeline.redaction import scrub
 
     obj = ctx.obj or {}
     verbose = bool(obj.get("verbose")) and traceback_ok
