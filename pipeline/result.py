@@ -24,8 +24,10 @@ class StageResult:
     """Mixin for a stage's frozen result dataclass: to_json, from_json, read."""
 
     def to_json(self) -> dict[str, Any]:
+        """The fields as JSON values: tuples become lists, as they read back from the file."""
         assert dataclasses.is_dataclass(self)
-        return dataclasses.asdict(self)
+        plain: dict[str, Any] = _lists(dataclasses.asdict(self))
+        return plain
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
@@ -45,6 +47,14 @@ class StageResult:
         """The result in ``path``, or None when there is none (or it cannot be read)."""
         result: Self | None = read_result(cls, path)
         return result
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_lists(v) for v in value]
+    return value
 
 
 def read_result(cls: Any, path: Path) -> Any:
