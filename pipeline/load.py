@@ -35,6 +35,7 @@ from pipeline.config import JobConfig
 from pipeline.errors import ApiError, AuthError, BudgetExhausted, NotFoundError
 from pipeline.gateway.client import LogsClient
 from pipeline.journal import Journal
+from pipeline.progress import Progress
 from pipeline.result import StageResult
 from pipeline.store import RunInfo
 from pipeline.timefmt import iso
@@ -328,3 +329,20 @@ def _result(
         failures=failures,
         timeline=[[sec, n] for sec, n in sorted(timeline.items())],
     )
+
+
+async def load_with_progress(
+    job: JobConfig, run: RunInfo, *, client: LogsClient, progress: Progress | None
+) -> LoadResult:
+    """`load`, shown as a progress task counted in planned changes (and requests sent)."""
+    progress = progress or Progress(enabled=False)
+    total = read_patches(run).height
+    rate = job.budget.rate_per_second
+    with progress.task("load", total=total, unit="changes", budget_per_s=rate) as task:
+        seen = [0, 0]
+
+        def advance(snapshot: LoadProgress) -> None:
+            task.advance(snapshot.done - seen[0], requests=snapshot.sent_now - seen[1])
+            seen[:] = [snapshot.done, snapshot.sent_now]
+
+        return await load(job, run, client=client, progress=advance)

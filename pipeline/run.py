@@ -48,7 +48,7 @@ from pipeline.gateway import open_client
 from pipeline.gateway.client import LogsClient
 from pipeline.journal import journal_has_rows
 from pipeline.label import LabelResult, label
-from pipeline.load import LoadProgress, LoadResult, load
+from pipeline.load import LoadResult, load_with_progress
 from pipeline.logging_setup import redact
 from pipeline.outcome import write_outcome
 from pipeline.plan import PlanResult, plan
@@ -373,8 +373,7 @@ class Runner:
             stages[stage] = await self._stage(stage, run)
         if self.dry_run:
             return
-        planned = attempt.typed().plan
-        loaded = await self._load(run, planned.patch if planned else 0)
+        loaded = await self._load(run)
         stages["load"] = loaded
         if loaded.stopped_early:
             # The cap is used up (or a signal came): reading back now would only hit it again.
@@ -469,17 +468,8 @@ class Runner:
         _log_stage(stage, result, run.run_id)
         return result
 
-    async def _load(self, run: RunInfo, planned: int) -> LoadResult:
-        progress = self.progress or Progress(enabled=False)
-        rate = self.job.budget.rate_per_second
-        with progress.task("load", total=planned, unit="changes", budget_per_s=rate) as task:
-            seen = [0, 0]
-
-            def advance(snapshot: LoadProgress) -> None:
-                task.advance(snapshot.done - seen[0], requests=snapshot.sent_now - seen[1])
-                seen[:] = [snapshot.done, snapshot.sent_now]
-
-            result = await load(self.job, run, client=self.client, progress=advance)
+    async def _load(self, run: RunInfo) -> LoadResult:
+        result = await load_with_progress(self.job, run, client=self.client, progress=self.progress)
         _log_stage("load", result, run.run_id)
         return result
 

@@ -42,7 +42,7 @@ from pipeline.gateway import open_client
 from pipeline.gateway.budget import Sleep
 from pipeline.gateway.client import LogsClient
 from pipeline.label import LabelResult, label
-from pipeline.load import LoadProgress, LoadResult, load, read_patches
+from pipeline.load import LoadResult, load_with_progress
 from pipeline.plan import PlanResult, plan
 from pipeline.progress import Progress
 from pipeline.report import build_report, report
@@ -220,17 +220,8 @@ async def _stage(
 
 
 async def _load(job: JobConfig, run: RunInfo, progress: Progress, api: _Api) -> LoadResult:
-    """The load, its progress counted in planned changes."""
-    total = read_patches(run).height
-    budget_per_s = job.budget.rate_per_second
-    with progress.task("load", total=total, unit="changes", budget_per_s=budget_per_s) as task:
-
-        def show(p: LoadProgress) -> None:
-            task.requests = p.sent_now
-            task.advance(p.done - task.done)
-
-        async with api.client() as client:
-            return await load(job, run, client=client, progress=show)
+    async with api.client() as client:
+        return await load_with_progress(job, run, client=client, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------
