@@ -1,22 +1,27 @@
-# Every target creates and reuses .venv on its own; it reinstalls only when pyproject.toml changes.
+# Every target creates and reuses .venv on its own; it reinstalls only when pyproject.toml or
+# requirements.lock changes. The exact versions come from requirements.lock (`make lock` remakes it).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test test-all lint format bench lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 demo: $(STAMP)  ## the real nightly job, end to end, against the bundled emulator and sample data
 	$(BIN)/aigw-feedback demo
 
-test: $(STAMP)  ## the test suite
-	$(BIN)/python -m pytest
+test: $(STAMP)  ## the fast suite, two workers (< 1 min): everything but the real-process tests
+	$(BIN)/python -m pytest -m "not slow" -n 2
+
+test-all: $(STAMP)  ## the whole suite, slow real-process tests included (what CI runs)
+	$(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict on pipeline/
 	$(BIN)/ruff check pipeline tests bench
@@ -29,6 +34,11 @@ format: $(STAMP)
 
 bench: $(STAMP)  ## benchmarks: each prints its figures and ratios against a baseline run side by side
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lock: $(STAMP)  ## pin the exact versions of pyproject.toml's ranges into requirements.lock
+	@test -x $(BIN)/pip-compile || $(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-data

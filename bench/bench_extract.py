@@ -49,7 +49,7 @@ from pipeline.emulator.settings import (  # noqa: E402
 )
 from pipeline.extract import ExtractResult, extract  # noqa: E402
 from pipeline.gateway import open_client  # noqa: E402
-from pipeline.store import log_files  # noqa: E402
+from pipeline.state.store import log_files  # noqa: E402
 from pipeline.window import Window  # noqa: E402
 
 DAY = datetime(2026, 11, 1, tzinfo=UTC)

@@ -37,12 +37,12 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import store
 from pipeline.config import load_job
 from pipeline.label import label
 from pipeline.labelers.base import LabelContext
 from pipeline.labelers.rules import RulesLabeler
 from pipeline.schemas import LOG_SCHEMA
+from pipeline.state import store
 from pipeline.window import Window
 
 DAY = date(2026, 11, 3)

@@ -38,7 +38,6 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import store  # noqa: E402
 from pipeline.config import JobConfig, load_job  # noqa: E402
 from pipeline.emulator.seed import generate_logs  # noqa: E402
 from pipeline.emulator.server import RunningEmulator, running_emulator  # noqa: E402
@@ -47,6 +46,7 @@ from pipeline.gateway import open_client  # noqa: E402
 from pipeline.load import load  # noqa: E402
 from pipeline.plan import plan  # noqa: E402
 from pipeline.run import run_job  # noqa: E402
+from pipeline.state import store  # noqa: E402
 from pipeline.window import Window  # noqa: E402
 
 LIMIT, WINDOW_S, LATENCY_MS = 60, 3.0, 30.0

@@ -26,12 +26,12 @@ from typing import Any
 
 import httpx
 
-from pipeline import history
 from pipeline.config import JobConfig
 from pipeline.errors import UsageError
 from pipeline.progress import Progress
 from pipeline.run import Runner, Sleep, job_runner, open_job_run
 from pipeline.run_result import RunResult
+from pipeline.state import history
 from pipeline.window import day_window, nightly_window
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,6 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.gateway.client import LogsClient
 from pipeline.labelers.base import (
@@ -54,7 +53,8 @@ from pipeline.labelers.external import ExternalLabeler
 from pipeline.labelers.rules import RulesLabeler
 from pipeline.result import StageResult
 from pipeline.schemas import LABEL_SCHEMA, LOG_SCHEMA, UTC_MS
-from pipeline.store import RunInfo
+from pipeline.state import store
+from pipeline.state.store import RunInfo
 
 # One row per labeled log: what the plan applies, and where it came from.
 CHOSEN_SCHEMA = pa.schema(

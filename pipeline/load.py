@@ -12,7 +12,7 @@ Only rows with action ``patch`` are sent, each with the body the plan fixed. A f
 - BudgetExhausted (the run's ``max_requests`` / ``max_duration``): stop cleanly; the rest stays pending
   for the next invocation and the result says ``stopped_early``.
 
-The journal (``pipeline.journal``) records each row before and after its PATCH, so a load killed at any
+The journal (``pipeline.state.journal``) records each row before and after its PATCH, so a load killed at any
 point resumes with the same command and never re-sends a ``done`` row. The result accumulates across
 invocations of the same run (requests, seconds, the per-second timeline) and is checkpointed while
 the load runs, so even a killed invocation's requests are counted.
@@ -30,14 +30,14 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.errors import ApiError, AuthError, BudgetExhausted, NotFoundError
 from pipeline.gateway.client import LogsClient
-from pipeline.journal import Journal
 from pipeline.progress import Progress
 from pipeline.result import StageResult
-from pipeline.store import RunInfo
+from pipeline.state import store
+from pipeline.state.journal import Journal
+from pipeline.state.store import RunInfo
 from pipeline.timefmt import iso
 
 MAX_LISTED_FAILURES = 500

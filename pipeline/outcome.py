@@ -16,7 +16,6 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline import store
 from pipeline.config import BudgetConfig
 from pipeline.errors import (
     ApiError,
@@ -29,7 +28,8 @@ from pipeline.errors import (
     UsageError,
 )
 from pipeline.redaction import scrub
-from pipeline.store import RunInfo
+from pipeline.state import store
+from pipeline.state.store import RunInfo
 from pipeline.timefmt import iso
 
 

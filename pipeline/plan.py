@@ -38,14 +38,14 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.gateway.client import LogsClient
 from pipeline.gateway.lookup import BATCH, entries_frame, lookup_logs
-from pipeline.journal import label_owners
 from pipeline.result import StageResult
 from pipeline.schemas import SCORE_TOLERANCE
-from pipeline.store import RunInfo
+from pipeline.state import store
+from pipeline.state.journal import label_owners
+from pipeline.state.store import RunInfo
 from pipeline.timefmt import human, iso
 
 ACTIONS = ("patch", "unchanged", "keep_existing", "not_found")

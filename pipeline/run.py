@@ -24,8 +24,8 @@ that does not end ``ok`` is covered again.
 A dry run stops after the plan (status ``dry_run``): counts, the requests needed and the time at the
 budget; nothing is written to the gateway. ``--run`` on a dry run's id continues it from the plan.
 
-Only one run per job and gateway at a time (pipeline.lock). Every run is recorded in state.sqlite
-(pipeline.history): id, window, mode, status, counts, times.
+Only one run per job and gateway at a time (pipeline.state.lock). Every run is recorded in state.sqlite
+(pipeline.state.history): id, window, mode, status, counts, times.
 """
 
 from __future__ import annotations
@@ -40,13 +40,11 @@ from typing import Any
 
 import httpx
 
-from pipeline import history, lock, store
 from pipeline.config import JobConfig
 from pipeline.errors import BudgetExhausted, DamagedFileError, UsageError
 from pipeline.extract import ExtractResult, extract
 from pipeline.gateway import open_client
 from pipeline.gateway.client import LogsClient
-from pipeline.journal import journal_has_rows
 from pipeline.label import LabelResult, label
 from pipeline.load import LoadResult, load_with_progress
 from pipeline.logging_setup import redact
@@ -57,7 +55,9 @@ from pipeline.report import build_report, exit_code_for
 from pipeline.result import JsonResult, read_result
 from pipeline.run_result import BULKY_KEYS, STAGES, RunResult, Stages
 from pipeline.signals import stop_on_signals
-from pipeline.store import RunInfo
+from pipeline.state import history, lock, store
+from pipeline.state.journal import journal_has_rows
+from pipeline.state.store import RunInfo
 from pipeline.verify import VerifyResult, verify
 from pipeline.window import Window, nightly_window, parse_window
 

@@ -29,12 +29,12 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.errors import StageError, UsageError
 from pipeline.labelers.base import utc_now
 from pipeline.schemas import LOG_SCHEMA
 from pipeline.sqlcheck import check_sql
+from pipeline.state import store
 from pipeline.window import Window, parse_window
 
 LOG_POLARS_SCHEMA = pl.Schema(LOG_SCHEMA)

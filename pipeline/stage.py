@@ -34,7 +34,6 @@ from typing import Any, Literal, get_args
 
 import httpx
 
-from pipeline import lock, store
 from pipeline.config import JobConfig
 from pipeline.errors import UsageError
 from pipeline.extract import ExtractResult, extract
@@ -48,7 +47,8 @@ from pipeline.progress import Progress
 from pipeline.report import build_report, report
 from pipeline.run import open_job_run
 from pipeline.signals import stop_on_signals
-from pipeline.store import RunInfo
+from pipeline.state import lock, store
+from pipeline.state.store import RunInfo
 from pipeline.verify import VerifyResult, verify
 from pipeline.window import Window, parse_window
 

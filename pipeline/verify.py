@@ -28,14 +28,14 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.gateway.client import LogsClient
 from pipeline.gateway.lookup import canonical_metadata, entries_frame, lookup_logs
-from pipeline.journal import Journal
 from pipeline.result import StageResult
 from pipeline.schemas import SCORE_TOLERANCE
-from pipeline.store import RunInfo
+from pipeline.state import store
+from pipeline.state.journal import Journal
+from pipeline.state.store import RunInfo
 from pipeline.timefmt import iso
 
 MAX_LISTED_MISMATCHES = 200

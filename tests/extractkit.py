@@ -28,7 +28,7 @@ from pipeline.emulator.settings import (
     EmulatorSettings,
 )
 from pipeline.emulator.store import EmulatorStore
-from pipeline.store import log_files
+from pipeline.state.store import log_files
 from pipeline.window import Window
 
 ACCOUNT = DEFAULT_ACCOUNT_ID

@@ -11,10 +11,10 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from pipeline import store
 from pipeline.config import JobConfig, load_job
 from pipeline.emulator.seed import generate_logs
 from pipeline.schemas import LOG_SCHEMA
+from pipeline.state import store
 from pipeline.window import Window
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pyarrow as pa
 
-from pipeline import store
 from pipeline.config import JobConfig, load_job
 from pipeline.errors import BudgetExhausted
 from pipeline.plan import PLAN_SCHEMA, body_hash, body_json
+from pipeline.state import store
 from pipeline.window import Window
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"

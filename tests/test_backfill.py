@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import history
 from pipeline.backfill import BackfillResult, backfill, day_runs
 from pipeline.config import JobConfig
 from pipeline.errors import UsageError
+from pipeline.state import history
 from tests.runkit import D0, emulator, load, night, patches_by_log, write_job
 
 FIRST = D0.date()

@@ -29,7 +29,7 @@ from pipeline.extract.rows import log_row
 from pipeline.gateway import open_client
 from pipeline.progress import Progress
 from pipeline.schemas import LOG_SCHEMA
-from pipeline.store import log_files, partition_dir
+from pipeline.state.store import log_files, partition_dir
 from pipeline.window import Window
 from tests.extractkit import (
     DAY,

@@ -26,9 +26,9 @@ from pipeline.config import JobConfig
 from pipeline.errors import AuthError
 from pipeline.gateway.client import LogsClient, RequestBudget
 from pipeline.gateway.retry import NO_WAIT
-from pipeline.journal import Journal
 from pipeline.load import LoadProgress, LoadResult, load
-from pipeline.store import RunInfo
+from pipeline.state.journal import Journal
+from pipeline.state.store import RunInfo
 
 
 def run_load(
@@ -226,7 +226,7 @@ def test_with_5xx_and_dropped_connections_nothing_is_lost(tmp_path: Path) -> Non
     from pipeline.emulator.server import running_emulator
     from pipeline.emulator.settings import EmulatorSettings
     from pipeline.report import build_report
-    from pipeline.report_render import sums
+    from pipeline.report.view import sums
 
     logs = no_feedback_logs(200)
     settings = EmulatorSettings(

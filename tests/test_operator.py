@@ -20,13 +20,14 @@ import pytest
 from click.testing import CliRunner, Result
 from starlette.applications import Starlette
 
-from pipeline import lock
 from pipeline.cli import cli
 from pipeline.emulator import EmulatorSettings, RunningEmulator, generate_logs, running_emulator
 from pipeline.emulator.settings import DEFAULT_EDIT_TOKEN, DEFAULT_GATEWAY_ID
 from pipeline.errors import DataDirError, UsageError
 from pipeline.stage import Stage, StageOutcome, run_stage
-from pipeline.store import state_db
+from pipeline.state import lock
+from pipeline.state.store import state_db
+from tests.conftest import ManualClock
 from tests.runkit import ACCOUNT, D0, FAST, TOKEN_ENV, emulator, load, patches_by_log, write_job
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -98,7 +99,7 @@ def test_the_readmes_stage_by_stage_commands_work_as_written(tmp_path: Path) -> 
 
 
 def test_a_stage_runs_from_python_as_its_command_runs_it(
-    tmp_path: Path, emulator_app: Starlette
+    tmp_path: Path, emulator_app: Starlette, emulator_clock: ManualClock
 ) -> None:
     """`pipeline.stage.run_stage` is a stage command without the command line: extract without a
     run id starts a run and names the next command; label, plan, load and verify on that run exit
@@ -109,7 +110,17 @@ def test_a_stage_runs_from_python_as_its_command_runs_it(
     now = datetime(2026, 11, 25, tzinfo=UTC)
 
     def stage(name: Stage, **kwargs: str) -> StageOutcome:
-        return asyncio.run(run_stage(job, name, transport=transport, now=now, **kwargs))
+        return asyncio.run(
+            run_stage(
+                job,
+                name,
+                transport=transport,
+                now=now,
+                clock=emulator_clock,
+                sleep=emulator_clock.sleep,
+                **kwargs,
+            )
+        )
 
     extracted = stage("extract", window="2026-11-20")
     assert extracted.created and extracted.exit_code == 0

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import store
 from pipeline.config import JobConfig, load_job
 from pipeline.gateway.client import LogsClient
 from pipeline.gateway.retry import NO_WAIT
@@ -29,6 +28,7 @@ from pipeline.plan import (
     stamp_metadata,
 )
 from pipeline.schemas import LOG_SCHEMA
+from pipeline.state import store
 from pipeline.window import Window
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"

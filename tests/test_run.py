@@ -9,10 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline import history
 from pipeline.errors import UsageError
 from pipeline.run import run_job
 from pipeline.run_result import RunResult
+from pipeline.state import history
 from pipeline.window import Window, day_window, parse_window
 from tests.runkit import (
     D0,

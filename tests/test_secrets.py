@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
 from pipeline.redaction import redact
-from pipeline.store import write_json_atomic, write_parquet_atomic, write_text_atomic
+from pipeline.state.store import write_json_atomic, write_parquet_atomic, write_text_atomic
 from tests.runkit import D0, TOKEN_ENV, emulator, job_text
 
 SECRET = "sk-live-0f9e8d7c6b5a-SECRET"

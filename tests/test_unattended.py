@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipeline import history, lock
 from pipeline.cli import cli
 from pipeline.emulator import RunningEmulator
+from pipeline.state import history, lock
 from tests.runkit import (
     D0,
     DAY,
@@ -295,6 +295,7 @@ def test_a_request_cap_is_partial_with_the_cap_first(tmp_path: Path) -> None:
     assert sent and max(sent.values()) == 1
 
 
+@pytest.mark.slow  # the client's real retry back-off before it gives up: about 9 s
 def test_an_unreachable_api_fails_saying_so(tmp_path: Path) -> None:
     """Nothing listens at the base URL: exit 1, status failed, and the report says the API could
     not be reached (not 'no plan')."""

@@ -14,7 +14,7 @@ from pipeline.config import JobConfig
 from pipeline.gateway.client import LogsClient
 from pipeline.gateway.retry import NO_WAIT
 from pipeline.load import load
-from pipeline.store import RunInfo
+from pipeline.state.store import RunInfo
 from pipeline.verify import VERIFY_SCHEMA, VerifyResult, verify
 
 

@@ -175,8 +175,8 @@ def runs_command(data_dir: str, job_name: str | None, limit: int, as_json: bool)
     import json
     from pathlib import Path
 
-    from pipeline import history
-    from pipeline.store import STATE_FILE
+    from pipeline.state import history
+    from pipeline.state.store import STATE_FILE
 
     if not (Path(data_dir) / STATE_FILE).is_file():  # looking must not create the data dir
         if not as_json:

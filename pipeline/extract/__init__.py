@@ -43,7 +43,7 @@ from pipeline.extract.staging import Held, Staging, swap_in
 from pipeline.gateway.client import LogsClient
 from pipeline.progress import Progress
 from pipeline.result import StageResult
-from pipeline.store import RunInfo, logs_root, write_json_atomic
+from pipeline.state.store import RunInfo, logs_root, write_json_atomic
 from pipeline.timefmt import iso_ms, parse_iso
 from pipeline.window import Window
 

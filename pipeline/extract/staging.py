@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from pipeline.extract.rows import DAY_MS, ceil_ms, day_date, day_number, log_row
 from pipeline.gateway.client import LogEntry
 from pipeline.schemas import LOG_SCHEMA
-from pipeline.store import partition_dir, replace_partition
+from pipeline.state.store import partition_dir, replace_partition
 from pipeline.window import Window
 
 ROW_GROUP_ROWS = 65_536

@@ -64,7 +64,7 @@ from pipeline.labelers.base import (
 )
 from pipeline.labelers.csvfile import Table, read_table, rejects_csv, table_frame
 from pipeline.labelers.values import validate_labels
-from pipeline.store import write_json_atomic, write_text_atomic
+from pipeline.state.store import write_json_atomic, write_text_atomic
 
 EXTENSIONS = (".csv", ".tsv")
 MANIFEST = "manifest.json"

@@ -72,7 +72,7 @@ from pipeline.labelers.csvfile import (
 from pipeline.labelers.values import validate_labels
 from pipeline.redaction import scrub
 from pipeline.schemas import LOG_SCHEMA
-from pipeline.store import write_parquet_atomic, write_text_atomic
+from pipeline.state.store import write_parquet_atomic, write_text_atomic
 
 INPUT_SCHEMA = pa.schema(
     [*LOG_SCHEMA, pa.field("request_head", pa.string()), pa.field("response_head", pa.string())]

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.report.assemble import assemble
 from pipeline.report.extras import gather_extras
@@ -39,7 +38,8 @@ from pipeline.report.html import render_html
 from pipeline.report.inputs import OUTCOME_FILE, REJECTS_FILE, STAGES, read_run_folder
 from pipeline.report.judge import OK_STATUSES, judge
 from pipeline.report.markdown import render_markdown
-from pipeline.store import RunInfo
+from pipeline.state import store
+from pipeline.state.store import RunInfo
 
 FORMATS = ("json", "md", "html")
 

@@ -13,7 +13,7 @@ from typing import Any
 from pipeline.config import BudgetConfig, JobConfig
 from pipeline.report.inputs import STAGES
 from pipeline.report.judge import exit_code, judge, outcome_error
-from pipeline.store import RunInfo
+from pipeline.state.store import RunInfo
 from pipeline.timefmt import iso
 
 # Cloudflare's budget window. A run shorter than one window is measured against a whole one: the

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.store import RunInfo
+from pipeline.state.store import RunInfo
 
 STAGES = ("extract", "label", "plan", "load", "verify")
 OUTCOME_FILE = "outcome.json"  # written by pipeline.run at the end of every invocation

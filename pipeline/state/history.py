@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.store import open_run, runs_dir, state_db
+from pipeline.state.store import open_run, runs_dir, state_db
 from pipeline.timefmt import human, iso
 from pipeline.window import Window
 
@@ -241,7 +241,7 @@ def mark_interrupted(
 
 def recover_runs(data_dir: Path, *, now: datetime) -> list[str]:
     """Record the runs whose folders the history does not know (after a damaged state database
-    was set aside, see `pipeline.store`), from what each folder says of itself: run.json, and
+    was set aside, see `pipeline.state.store`), from what each folder says of itself: run.json, and
     outcome.json / report.json for how it ended (a run with neither was interrupted). A nightly
     job without a watermark gets the end of its newest successful nightly run. Returns the ids.
     """

@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.journal import Journal
+from pipeline.state.journal import Journal
 
 
 def test_rows_move_through_the_states_and_survive_reopening(tmp_path: Path) -> None:

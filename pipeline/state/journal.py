@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import store
+from pipeline.state import store
 
 STATUSES = ("pending", "sent", "done", "failed", "gone")
 RESENDABLE = ("pending", "sent", "failed")

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
-from pipeline.store import write_json_atomic
+from pipeline.state.store import write_json_atomic
 from tests.runkit import D0, TOKEN_ENV, emulator, log_ids, write_job
 
 BINARY = b"\x00\x01\x02 not a csv"

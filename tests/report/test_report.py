@@ -10,11 +10,11 @@ from typing import Any
 
 from loadkit import make_job, make_run, write_plan
 
-from pipeline import store
 from pipeline.config import JobConfig
 from pipeline.report import assemble, build_report, exit_code_for, report
 from pipeline.report.html import render_value, timeline_svg
-from pipeline.store import RunInfo
+from pipeline.state import store
+from pipeline.state.store import RunInfo
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

@@ -364,7 +364,7 @@ def _connect_sound(path: Path) -> sqlite3.Connection:
     One that is not (truncated, overwritten, "database disk image is malformed") would make every
     later run fail, so it is set aside, renamed and never deleted, and a new one is started: each
     module re-creates its tables, and the run history is rebuilt from the run folders
-    (`pipeline.history.recover_runs`). Checked once per process (quick_check reads every page).
+    (`pipeline.state.history.recover_runs`). Checked once per process (quick_check reads every page).
     """
     for _ in range(2):
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import history
+from pipeline.state import history
 from pipeline.window import Window
 
 D = datetime(2026, 11, 20, tzinfo=UTC)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import lock
 from pipeline.errors import LockHeldError
+from pipeline.state import lock
 
 T0 = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 
