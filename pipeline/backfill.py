@@ -29,7 +29,8 @@ import httpx
 from pipeline.config import JobConfig
 from pipeline.errors import UsageError
 from pipeline.progress import Progress
-from pipeline.run import Runner, Sleep, job_runner, open_job_run
+from pipeline.resume import open_job_run
+from pipeline.run import Runner, Sleep, job_runner
 from pipeline.run_result import RunResult
 from pipeline.state import history
 from pipeline.window import day_window, nightly_window

@@ -41,22 +41,28 @@ from typing import Any
 import httpx
 
 from pipeline.config import JobConfig
-from pipeline.errors import BudgetExhausted, DamagedFileError, UsageError
-from pipeline.extract import ExtractResult, extract
+from pipeline.errors import BudgetExhausted, UsageError
+from pipeline.extract import extract
 from pipeline.gateway import open_client
 from pipeline.gateway.client import LogsClient
-from pipeline.label import LabelResult, label
+from pipeline.label import label
 from pipeline.load import LoadResult, load_with_progress
 from pipeline.logging_setup import redact
 from pipeline.outcome import write_outcome
-from pipeline.plan import PlanResult, plan
+from pipeline.plan import plan
 from pipeline.progress import Progress
 from pipeline.report import build_report, exit_code_for
-from pipeline.result import JsonResult, read_result
+from pipeline.result import JsonResult
+from pipeline.resume import (
+    forget_stale_plan,
+    interrupted_runs,
+    open_job_run,
+    read_stage_result,
+    unfinished_run,
+)
 from pipeline.run_result import BULKY_KEYS, STAGES, RunResult, Stages
 from pipeline.signals import stop_on_signals
 from pipeline.state import history, lock, store
-from pipeline.state.journal import journal_has_rows
 from pipeline.state.store import RunInfo
 from pipeline.verify import VerifyResult, verify
 from pipeline.window import Window, nightly_window, parse_window
@@ -64,7 +70,6 @@ from pipeline.window import Window, nightly_window, parse_window
 log = logging.getLogger(__name__)
 
 NIGHTLY_SPEC = "yesterday"
-AUTO_RESUME_ATTEMPTS = 2  # a run that failed is retried by the next nightly run once
 PLANNING_STAGES = ("extract", "label", "plan")
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -127,34 +132,6 @@ async def job_runner(
                 yield Runner(
                     job, client, held, dry_run=dry_run, progress=progress, now=now, sleep=sleep
                 )
-
-
-def open_job_run(job: JobConfig, run_id: str) -> RunInfo:
-    """A recorded run of this job and gateway (UsageError if it belongs to another).
-
-    A damaged run.json is rebuilt from the run history, which holds the same facts."""
-    data_dir = job.store.data_dir
-    try:
-        run = store.open_run(data_dir, run_id)
-    except DamagedFileError:
-        record = history.get_run(data_dir, run_id)
-        if record is None:
-            raise
-        log.warning("run %s: run.json is damaged; rebuilt it from the run history", run_id)
-        run = store.rewrite_run_info(
-            data_dir,
-            run_id,
-            record.job,
-            record.gateway_id,
-            record.window,
-            record.created_at or record.started_at or datetime.now(UTC),
-        )
-    if (run.job, run.gateway_id) != (job.name, job.gateway.gateway_id):
-        raise UsageError(
-            f"run {run_id} belongs to job {run.job!r} on gateway {run.gateway_id!r}, not to job "
-            f"{job.name!r} on gateway {job.gateway.gateway_id!r}"
-        )
-    return run
 
 
 def nightly_catch_up(job: JobConfig, now: datetime) -> Window:
@@ -227,16 +204,10 @@ class Runner:
         written before anything new starts, and nothing it already wrote is sent again.
         Backfill days are left to `aigw-feedback backfill`, which resumes its own days.
         """
-        dead = history.mark_interrupted(
-            self.data_dir,
-            self.job.name,
-            self.job.gateway.gateway_id,
-            taken_over_by=f"pid {self.held.pid} on {self.held.host}",
-            now=datetime.now(UTC),
-        )
+        dead = interrupted_runs(self.job, taken_over_by=f"pid {self.held.pid} on {self.held.host}")
         results: list[RunResult] = []
         for record in dead:
-            if record.run_id == skip or record.mode == "backfill":
+            if record.run_id == skip:
                 continue
             log.warning(
                 "run %s was interrupted (its process died while it was running); resuming it "
@@ -279,42 +250,11 @@ class Runner:
     async def _finish_unfinished(
         self, mode: str, window: Window | None, handled: set[str] | None
     ) -> list[RunResult]:
-        unfinished = None if self.dry_run else self._unfinished(mode, window)
+        unfinished = None if self.dry_run else unfinished_run(self.job, mode, window)
         if unfinished is None or unfinished.run_id in (handled or set()):
             return []
         log.info("run %s ended %s: finishing it first", unfinished.run_id, unfinished.status)
         return [await self.execute(open_job_run(self.job, unfinished.run_id), mode)]
-
-    def _unfinished(self, mode: str, window: Window | None) -> history.RunRecord | None:
-        """The latest run of this mode (and window), if it should be finished before a new one.
-
-        A run stopped by a cap or a signal is always continued (it makes progress every night).
-        One that failed, crashed or ended with failed/unverified changes gets one automatic retry,
-        so a run that keeps failing cannot hold up every night after it.
-        """
-        last = history.list_runs(
-            self.data_dir,
-            job=self.job.name,
-            gateway_id=self.job.gateway.gateway_id,
-            mode=mode,
-            window=window,
-            limit=1,
-        )
-        if not last or last[0].status not in history.UNFINISHED:
-            return None
-        record = last[0]
-        if record.stopped or record.attempts < AUTO_RESUME_ATTEMPTS:
-            return record
-        log.warning(
-            "run %s is still %s after %d attempts; it is not resumed automatically any more "
-            "(finish it with: aigw-feedback run %s --run %s)",
-            record.run_id,
-            record.status,
-            record.attempts,
-            self.job.path,
-            record.run_id,
-        )
-        return None
 
     async def execute(self, run: RunInfo, mode: str) -> RunResult:
         """The stages of one run, skipping those already complete. Records it in the runs table.
@@ -329,7 +269,7 @@ class Runner:
                 f"run {run.run_id} has already started writing; a dry run cannot plan it again. "
                 f"Continue it with: aigw-feedback run JOB --run {run.run_id}"
             )
-        _forget_stale_plan(run, data_dir)
+        forget_stale_plan(run, data_dir)
         attempt = Attempt(
             run, mode, started=datetime.now(UTC), requests0=self.client.stats.requests
         )
@@ -365,7 +305,7 @@ class Runner:
     async def _stages(self, attempt: Attempt) -> None:
         run, stages = attempt.run, attempt.stages
         for stage in PLANNING_STAGES:
-            done = _read_result(run, stage)
+            done = read_stage_result(run, stage)
             if done is not None:
                 stages[stage] = done
                 attempt.skipped.append(stage)
@@ -509,51 +449,8 @@ def _after(result: RunResult, earlier: list[RunResult]) -> RunResult:
     )
 
 
-def _forget_stale_plan(run: RunInfo, data_dir: Path) -> None:
-    """A run whose load started but whose journal is gone (the state database was damaged and set
-    aside) cannot know which PATCHes landed: extract and plan it again, so the plan compares with
-    what the server shows now and nothing that already landed is sent again."""
-    if not run.paths.stage_result("load").exists() or journal_has_rows(data_dir, run.run_id):
-        return
-    log.warning(
-        "run %s: its load journal is gone; extracting and planning it again so that nothing "
-        "already written is sent twice",
-        run.run_id,
-    )
-    for stage in ("extract", "plan", "load"):
-        run.paths.stage_result(stage).unlink(missing_ok=True)
-
-
 def _log_stage(stage: str, result: JsonResult, run_id: str) -> None:
     data = result.to_json()
     counts = {k: v for k, v in data.items() if isinstance(v, int | float) and k not in BULKY_KEYS}
     for line in Stages.of({stage: result}).lines():
         log.info("%s", line, extra={"stage": stage, "run_id": run_id, "counts": counts})
-
-
-RESULT_TYPES: dict[str, Any] = {  # each has from_json(data) -> the result
-    "extract": ExtractResult,
-    "label": LabelResult,
-    "plan": PlanResult,
-    "load": LoadResult,
-    "verify": VerifyResult,
-}
-
-
-def _read_result(run: RunInfo, stage: str) -> JsonResult | None:
-    """A stage's result from an earlier attempt, if that stage is really done: its result file
-    reads, and so do the files it handed over. A damaged hand-over is rebuilt, not trusted."""
-    result: JsonResult | None = read_result(RESULT_TYPES[stage], run.paths.stage_result(stage))
-    if result is None:
-        return None
-    damaged = [p for p in run.paths.stage_outputs(stage) if not store.parquet_readable(p)]
-    if damaged:
-        log.warning(
-            "run %s: %s cannot be read (damaged); running the %s stage again to rebuild it",
-            run.run_id,
-            ", ".join(str(p) for p in damaged),
-            stage,
-        )
-        run.paths.stage_result(stage).unlink(missing_ok=True)
-        return None
-    return result

@@ -45,7 +45,7 @@ from pipeline.load import LoadResult, load_with_progress
 from pipeline.plan import PlanResult, plan
 from pipeline.progress import Progress
 from pipeline.report import build_report, report
-from pipeline.run import open_job_run
+from pipeline.resume import open_job_run
 from pipeline.signals import stop_on_signals
 from pipeline.state import lock, store
 from pipeline.state.store import RunInfo
