@@ -1,5 +1,6 @@
-"""The analysts' CSV inbox: every `.csv`/`.tsv` dropped in the job's inbox folder is read, validated,
-joined to logs, and applied exactly once.
+"""The analysts' CSV labeler: every `.csv`/`.tsv` dropped in the job's inbox folder is read, validated,
+joined to logs, and applied exactly once (the folder itself, its manifest and where files move:
+`pipeline.labelers.inbox`).
 
 Reading is tolerant: UTF-8 with or without BOM, UTF-16 with BOM (Excel's "Unicode text"), else
 Windows-1252/Latin-1; the delimiter (`,` `;` or tab) is sniffed and confirmed by the header; header
@@ -31,21 +32,12 @@ of every extracted log of the gateway: no match is rejected as ``unknown_key``, 
 ``ambiguous_key`` (never guessed). Log ids themselves are not checked against the extract: labels for
 logs outside the window (old logs) are kept, and the plan looks them up.
 
-Each file is applied once. Before a file is used, its sha256 goes into ``processed/manifest.json``
-with the run id; then the file moves to ``processed/<run_id>/``. The same content dropped again is
-reported as ``already_applied`` and moved there too, not applied. A file that cannot be read at all
-moves to ``rejected/<run_id>/`` with a ``.reason.txt`` beside it, and the run goes on. A re-run of the
-same run (after a crash) reads again the files the manifest says that run processed, so no label is
-lost and none is applied twice. A dry run (``consume=False``) reads the inbox in place and changes
-nothing there: no manifest entry, no move, no rejects file.
+A dry run (``consume=False``) reads the inbox in place and changes nothing there: no manifest entry,
+no move, no rejects file.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -63,12 +55,9 @@ from pipeline.labelers.base import (
     to_label_frame,
 )
 from pipeline.labelers.csvfile import Table, read_table, rejects_csv, table_frame
+from pipeline.labelers.inbox import FileReport, Manifest, Pending, collect, not_read, peek
 from pipeline.labelers.values import validate_labels
-from pipeline.state.store import write_json_atomic, write_text_atomic
-
-EXTENSIONS = (".csv", ".tsv")
-MANIFEST = "manifest.json"
-
+from pipeline.state.store import write_text_atomic
 
 # ---------------------------------------------------------------------------------------------
 # Joining rows to logs
@@ -120,124 +109,6 @@ def validate_rows(frame: pl.DataFrame, index: pl.DataFrame | None) -> pl.DataFra
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# The inbox
-
-
-@dataclass
-class FileReport:
-    """What happened to one file in this run."""
-
-    name: str
-    sha256: str
-    status: str  # applied | already_applied | unreadable | missing | skipped (not a label file)
-    path: str = ""  # where the file is now, relative to the inbox
-    encoding: str = ""
-    delimiter: str = ""
-    rows: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    labels: int = 0
-    duplicates: int = 0
-    superseded: int = 0
-    outside_window: int = 0
-    rejects_path: str | None = None
-    detail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["delimiter"] = {"\t": "tab"}.get(self.delimiter, self.delimiter)
-        return out
-
-
-@dataclass
-class Manifest:
-    """processed/manifest.json: sha256 -> how and when that content was applied, plus events
-    (already_applied drops, unreadable files) so a re-run of a run can report them again."""
-
-    path: Path
-    applied: dict[str, dict[str, Any]] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, inbox: Path) -> Manifest:
-        path = inbox / "processed" / MANIFEST
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return cls(path)
-        except (OSError, ValueError) as exc:
-            raise InputError(
-                f"the inbox manifest {path} cannot be read ({exc}); restore it from a backup, or "
-                "remove it to apply every file in processed/ again"
-            ) from None
-        return cls(path, dict(raw.get("applied", {})), list(raw.get("events", [])))
-
-    def save(self) -> None:
-        write_json_atomic({"version": 1, "applied": self.applied, "events": self.events}, self.path)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    path = folder / name
-    n = 2
-    while path.exists():
-        stem, suffix = os.path.splitext(name)
-        path = folder / f"{stem}-{n}{suffix}"
-        n += 1
-    return path
-
-
-def _not_read(inbox: Path) -> list[FileReport]:
-    """Entries of the inbox that are not read as label files, each with the reason, so that an
-    analyst's file in the wrong format is named in the run's summary and report, not ignored."""
-    out: list[FileReport] = []
-    for path in sorted(inbox.iterdir()):
-        name = path.name
-        if name.startswith((".", "~$")) or name in ("processed", "rejected"):
-            continue  # hidden files, Excel's lock files, the inbox's own folders
-        if path.is_file() and path.suffix.lower() in EXTENSIONS:
-            continue
-        if path.is_dir():
-            why = "a folder, not a file: labels are read from files directly in the inbox"
-        elif not path.is_file():
-            why = "not a regular file"
-        else:
-            why = (
-                f"{path.suffix or 'no extension'}: only {' and '.join(EXTENSIONS)} files are read; "
-                "save it as CSV"
-            )
-        out.append(FileReport(name, "", "skipped", path=name, detail=f"left in the inbox: {why}"))
-    return out
-
-
-def _inbox_files(inbox: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in inbox.iterdir()
-        if p.is_file()
-        and p.suffix.lower() in EXTENSIONS
-        and not p.name.startswith((".", "~$"))  # hidden files, Excel's lock files
-    )
-
-
-@dataclass
-class _Pending:
-    name: str  # as dropped
-    sha256: str
-    rel: str  # where it is now, relative to the inbox; its file name is unique within the run
-    data: bytes
-    table: Table | None = None
-
-    @property
-    def file(self) -> str:
-        return Path(self.rel).name
-
-
 class CsvLabeler:
     """The inbox labeler. `known_logs` (id, metadata of every extracted log) resolves join keys."""
 
@@ -263,18 +134,13 @@ class CsvLabeler:
         inbox = self.config.inbox
         inbox.mkdir(parents=True, exist_ok=True)
         manifest = Manifest.load(inbox)
-        fields = FileReport.__dataclass_fields__
-        reports: list[FileReport] = [
-            FileReport(**{k: v for k, v in e.items() if k in fields})
-            for e in manifest.events
-            if e.get("run_id") == run_id
-        ]
+        reports = manifest.reports(run_id)
         if self.consume:
-            pending = self._collect(inbox, manifest, run_id, now, reports)
+            pending = collect(inbox, manifest, run_id, now, reports, self._read)
         else:
-            pending = self._peek(inbox, manifest, reports)
+            pending = peek(inbox, manifest, reports, self._read)
         index: pl.DataFrame | None = None
-        parsed: list[tuple[_Pending, Table, FileReport, pl.DataFrame]] = []
+        parsed: list[tuple[Pending, Table, FileReport, pl.DataFrame]] = []
         for order, item in enumerate(sorted(pending, key=lambda p: (p.name, p.sha256))):
             report = FileReport(item.name, item.sha256, "applied", path=item.rel)
             reports.append(report)
@@ -291,135 +157,17 @@ class CsvLabeler:
             )
             parsed.append((item, table, report, frame))
         labels = self._combine(parsed, logs, inbox, now)
-        reports += _not_read(inbox)
+        reports += not_read(inbox)
         reports.sort(key=lambda r: (r.name, r.sha256))
         return LabelerOutput(labels, {**_summary(reports), "inbox_consumed": self.consume})
-
-    def _peek(self, inbox: Path, manifest: Manifest, reports: list[FileReport]) -> list[_Pending]:
-        """The inbox files a real run would apply, read in place: no manifest entry, no move."""
-        pending: list[_Pending] = []
-        for path in _inbox_files(inbox):
-            data = path.read_bytes()
-            sha = _sha256(data)
-            if sha in manifest.applied or any(p.sha256 == sha for p in pending):
-                reports.append(FileReport(path.name, sha, "already_applied", path=path.name))
-                continue
-            try:
-                table = self._read(data, path.name)
-            except InputError as exc:
-                reports.append(FileReport(path.name, sha, "unreadable", path.name, detail=str(exc)))
-                continue
-            pending.append(_Pending(path.name, sha, path.name, data, table))
-        return pending
 
     def _read(self, data: bytes, name: str) -> Table:
         tsv = name.lower().endswith(".tsv")
         return read_table(data, join_key=self.config.join_key, tab_first=tsv)
 
-    def _collect(
-        self,
-        inbox: Path,
-        manifest: Manifest,
-        run_id: str,
-        now: datetime,
-        reports: list[FileReport],
-    ) -> list[_Pending]:
-        """Files this run applies: those it already took (resumed), then new ones in the inbox."""
-        pending: list[_Pending] = []
-        for sha, entry in manifest.applied.items():
-            if entry.get("run_id") != run_id:
-                continue
-            path = inbox / entry["path"]
-            if path.exists():
-                pending.append(_Pending(entry["name"], sha, entry["path"], path.read_bytes()))
-        taken = {p.sha256 for p in pending}
-        target = inbox / "processed" / run_id
-        for path in _inbox_files(inbox):
-            data = path.read_bytes()
-            sha = _sha256(data)
-            known = manifest.applied.get(sha)
-            if known is not None and known.get("run_id") == run_id and sha not in taken:
-                # This run recorded the file, then stopped before (or after) moving it.
-                dest = inbox / known["path"]
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, dest)
-                pending.append(_Pending(known["name"], sha, known["path"], data))
-                taken.add(sha)
-                continue
-            if known is not None or sha in taken:
-                first = known or {"run_id": run_id, "name": path.name}
-                detail = (
-                    f"the same content was applied by run {first['run_id']} "
-                    f"(as {first['name']}); not applied again"
-                )
-                reports.append(
-                    self._set_aside(
-                        path, sha, "already_applied", detail, target, inbox, manifest, run_id, now
-                    )
-                )
-                continue
-            try:
-                table = self._read(data, path.name)
-            except InputError as exc:
-                folder = inbox / "rejected" / run_id
-                report = self._set_aside(
-                    path, sha, "unreadable", str(exc), folder, inbox, manifest, run_id, now
-                )
-                write_text_atomic(
-                    f"{path.name} was not applied: {exc}\n",
-                    inbox / (report.path + ".reason.txt"),
-                )
-                reports.append(report)
-                continue
-            dest = _free_name(target, path.name)
-            rel = dest.relative_to(inbox).as_posix()
-            manifest.applied[sha] = {
-                "name": path.name,
-                "run_id": run_id,
-                "path": rel,
-                "applied_at": now.isoformat(),
-            }
-            manifest.save()  # first the manifest, then the move: a crash in between is resumable
-            target.mkdir(parents=True, exist_ok=True)
-            os.replace(path, dest)
-            pending.append(_Pending(path.name, sha, rel, data, table))
-            taken.add(sha)
-        return pending
-
-    @staticmethod
-    def _set_aside(
-        path: Path,
-        sha: str,
-        status: str,
-        detail: str,
-        folder: Path,
-        inbox: Path,
-        manifest: Manifest,
-        run_id: str,
-        now: datetime,
-    ) -> FileReport:
-        """Move a file that is not applied into `folder` and remember why in the manifest."""
-        dest = _free_name(folder, path.name)
-        rel = dest.relative_to(inbox).as_posix()
-        manifest.events.append(
-            {
-                "name": path.name,
-                "sha256": sha,
-                "status": status,
-                "path": rel,
-                "detail": detail,
-                "run_id": run_id,
-                "at": now.isoformat(),
-            }
-        )
-        manifest.save()
-        folder.mkdir(parents=True, exist_ok=True)
-        os.replace(path, dest)
-        return FileReport(path.name, sha, status, path=rel, detail=detail)
-
     def _combine(
         self,
-        parsed: list[tuple[_Pending, Table, FileReport, pl.DataFrame]],
+        parsed: list[tuple[Pending, Table, FileReport, pl.DataFrame]],
         logs: pl.DataFrame,
         inbox: Path,
         now: datetime,
