@@ -62,7 +62,7 @@ from pipeline.resume import (
 )
 from pipeline.run_result import BULKY_KEYS, STAGES, RunResult, Stages
 from pipeline.signals import stop_on_signals
-from pipeline.state import history, lock, store
+from pipeline.state import history, lock, recover, store
 from pipeline.state.store import RunInfo
 from pipeline.verify import VerifyResult, verify
 from pipeline.window import Window, nightly_window, parse_window
@@ -128,7 +128,7 @@ async def job_runner(
     with lock.run_lock(job.store.data_dir, job.name, job.gateway.gateway_id) as held:
         async with open_client(job, transport=transport, clock=clock, sleep=sleep) as client:
             with stop_on_signals(client.budget):
-                history.recover_runs(job.store.data_dir, now=datetime.now(UTC))
+                recover.recover_runs(job.store.data_dir, now=datetime.now(UTC))
                 yield Runner(
                     job, client, held, dry_run=dry_run, progress=progress, now=now, sleep=sleep
                 )

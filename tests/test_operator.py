@@ -26,7 +26,7 @@ from pipeline.emulator.settings import DEFAULT_EDIT_TOKEN, DEFAULT_GATEWAY_ID
 from pipeline.errors import DataDirError, UsageError
 from pipeline.stage import Stage, StageOutcome, run_stage
 from pipeline.state import lock
-from pipeline.state.store import state_db
+from pipeline.state.database import state_db
 from tests.conftest import ManualClock
 from tests.runkit import ACCOUNT, D0, FAST, TOKEN_ENV, emulator, load, patches_by_log, write_job
 

@@ -175,20 +175,15 @@ def runs_command(data_dir: str, job_name: str | None, limit: int, as_json: bool)
     import json
     from pathlib import Path
 
-    from pipeline.state import history
-    from pipeline.state.store import STATE_FILE
+    from pipeline.runs import list_runs_report
 
-    if not (Path(data_dir) / STATE_FILE).is_file():  # looking must not create the data dir
-        if not as_json:
-            click.echo(f"no runs recorded yet in {data_dir}")
-        return
-    records = history.list_runs(Path(data_dir), job=job_name, limit=limit, readonly=True)
+    listing = list_runs_report(Path(data_dir), job=job_name, limit=limit)
     if as_json:
-        for record in records:
-            click.echo(json.dumps(record.to_json()))
-        return
-    watermarks = history.list_watermarks(Path(data_dir), job=job_name, readonly=True)
-    click.echo(history.runs_table(records, watermarks))
+        for run in listing.to_json():
+            click.echo(json.dumps(run))
+    else:
+        click.echo(listing.summary())
+    sys.exit(listing.exit_code)
 
 
 @click.command("demo")

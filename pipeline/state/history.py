@@ -17,6 +17,9 @@ The watermark only ever moves forward, only after a run ended `ok` (every planne
 verified), and only when that run's window touches it (start <= watermark < end), so it never jumps
 over a gap. The first nightly run of a job sets it to its window's start (so the next nightly run
 covers that night again if it does not end ok). Backfill runs never move it.
+
+Rebuilding this history from the run folders (after a damaged state database was set aside) is
+`pipeline.state.recover`; the listing people read (`aigw-feedback runs`) is `pipeline.runs`.
 """
 
 from __future__ import annotations
@@ -24,13 +27,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError
-from pipeline.state.store import open_run, runs_dir, state_db
-from pipeline.timefmt import human, iso
+from pipeline.state.database import state_db
+from pipeline.timefmt import iso
 from pipeline.window import Window
 
 STATUSES = ("running", "ok", "nothing_to_do", "partial", "failed", "dry_run", "interrupted")
@@ -76,7 +78,8 @@ def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _ensure(db: sqlite3.Connection) -> None:
+def ensure_tables(db: sqlite3.Connection) -> None:
+    """The runs and watermarks tables, created (or given the columns added since) if missing."""
     for statement in _SCHEMA:
         db.execute(statement)
     columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
@@ -128,7 +131,7 @@ class RunRecord:
         }
 
 
-_COLUMNS = (
+COLUMNS = (  # of the runs table, in the order `_record` reads a row
     "run_id, job, gateway_id, window_start, window_end, mode, status, counts, created_at, "
     "started_at, finished_at, attempts, error, stopped, interrupted"
 )
@@ -168,9 +171,9 @@ def record_started(
     if mode not in MODES:
         raise ValueError(f"unknown run mode {mode!r}")
     with state_db(data_dir) as db:
-        _ensure(db)
+        ensure_tables(db)
         db.execute(
-            f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'running', '{{}}', ?, ?, NULL, 1, "
+            f"INSERT INTO runs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'running', '{{}}', ?, ?, NULL, 1, "
             "NULL, NULL, NULL) ON CONFLICT (run_id) DO UPDATE SET status = 'running', started_at = "
             "excluded.started_at, finished_at = NULL, attempts = runs.attempts + 1, error = NULL, "
             "stopped = NULL",
@@ -200,7 +203,7 @@ def record_finished(
     if status not in STATUSES or status == "running":
         raise ValueError(f"not a final run status: {status!r}")
     with state_db(data_dir) as db:
-        _ensure(db)
+        ensure_tables(db)
         db.execute(
             "UPDATE runs SET status = ?, counts = ?, finished_at = ?, error = ?, stopped = ? "
             "WHERE run_id = ?",
@@ -218,11 +221,11 @@ def mark_interrupted(
     them, oldest first, for the caller to resume.
     """
     with state_db(data_dir) as db:
-        _ensure(db)
+        ensure_tables(db)
         db.execute("BEGIN IMMEDIATE")
         try:
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM runs WHERE job = ? AND gateway_id = ? AND status = "
+                f"SELECT {COLUMNS} FROM runs WHERE job = ? AND gateway_id = ? AND status = "
                 "'running' ORDER BY created_at, rowid",
                 (job, gateway_id),
             ).fetchall()
@@ -239,77 +242,9 @@ def mark_interrupted(
     return [replace(_record(row), status="interrupted", interrupted=note) for row in rows]
 
 
-def recover_runs(data_dir: Path, *, now: datetime) -> list[str]:
-    """Record the runs whose folders the history does not know (after a damaged state database
-    was set aside, see `pipeline.state.store`), from what each folder says of itself: run.json, and
-    outcome.json / report.json for how it ended (a run with neither was interrupted). A nightly
-    job without a watermark gets the end of its newest successful nightly run. Returns the ids.
-    """
-    folders = runs_dir(data_dir)
-    if not folders.is_dir():
-        return []
-    with state_db(data_dir) as db:
-        _ensure(db)
-        known = {row[0] for row in db.execute("SELECT run_id FROM runs")}
-    recovered: list[str] = []
-    for folder in sorted(p for p in folders.iterdir() if p.is_dir() and p.name not in known):
-        try:
-            run = open_run(data_dir, folder.name)
-        except PipelineError:
-            continue  # not a run folder, or one whose run.json says nothing: left as it is
-        outcome = _json(run.paths.outcome)
-        report = _json(run.paths.report("json"))
-        status = str(report.get("status") or "interrupted") if outcome else "interrupted"
-        if status not in STATUSES or status == "running":
-            status = "interrupted"
-        mode = str(outcome.get("mode") or "window")
-        with state_db(data_dir) as db:
-            db.execute(
-                f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, '{}', ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run.run_id,
-                    run.job,
-                    run.gateway_id,
-                    iso(run.window.start),
-                    iso(run.window.end),
-                    mode if mode in MODES else "window",
-                    status,
-                    iso(run.created_at),
-                    str(outcome.get("started_at") or iso(run.created_at)),
-                    outcome.get("finished_at") if status != "interrupted" else None,
-                    int(outcome.get("attempts") or 1),
-                    (outcome.get("error") or {}).get("message"),
-                    outcome.get("stopped"),
-                    f"recovered from its run folder at {iso(now)}",
-                ),
-            )
-        recovered.append(run.run_id)
-        if mode == "nightly" and status in SUCCEEDED:
-            mark = get_watermark(data_dir, run.job, run.gateway_id)
-            if mark is None or mark < run.window.end:
-                with state_db(data_dir) as db:
-                    db.execute(
-                        "INSERT INTO watermarks (job, gateway_id, position, run_id, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job, gateway_id) DO UPDATE SET "
-                        "position = excluded.position, run_id = excluded.run_id, "
-                        "updated_at = excluded.updated_at",
-                        (run.job, run.gateway_id, iso(run.window.end), run.run_id, iso(now)),
-                    )
-    return recovered
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def get_run(data_dir: Path, run_id: str, *, readonly: bool = False) -> RunRecord | None:
     rows = _select(
-        data_dir, f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", [run_id], readonly=readonly
+        data_dir, f"SELECT {COLUMNS} FROM runs WHERE run_id = ?", [run_id], readonly=readonly
     )
     return _record(rows[0]) if rows else None
 
@@ -342,7 +277,7 @@ def list_runs(
     if window is not None:
         where.append("window_start = ? AND window_end = ?")
         args += [iso(window.start), iso(window.end)]
-    sql = f"SELECT {_COLUMNS} FROM runs"
+    sql = f"SELECT {COLUMNS} FROM runs"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY created_at DESC, rowid DESC"
@@ -357,7 +292,7 @@ def _select(data_dir: Path, sql: str, args: list[Any], *, readonly: bool) -> lis
     """Rows of a query; a read-only look at a state file that has no such table yet finds none."""
     with state_db(data_dir, readonly=readonly) as db:
         if not readonly:
-            _ensure(db)
+            ensure_tables(db)
         try:
             return db.execute(sql, args).fetchall()
         except sqlite3.OperationalError as exc:
@@ -373,7 +308,7 @@ def _select(data_dir: Path, sql: str, args: list[Any], *, readonly: bool) -> lis
 def get_watermark(data_dir: Path, job: str, gateway_id: str) -> datetime | None:
     """Where the job's verified nightly coverage ends, or None before its first verified run."""
     with state_db(data_dir) as db:
-        _ensure(db)
+        ensure_tables(db)
         row = db.execute(
             "SELECT position FROM watermarks WHERE job = ? AND gateway_id = ?", (job, gateway_id)
         ).fetchone()
@@ -388,7 +323,7 @@ def start_watermark(
     So a first night that does not end ok is still covered by the next nightly run.
     """
     with state_db(data_dir) as db:
-        _ensure(db)
+        ensure_tables(db)
         db.execute(
             "INSERT INTO watermarks (job, gateway_id, position, run_id, updated_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job, gateway_id) DO NOTHING",
@@ -417,7 +352,7 @@ def advance_watermark(
     Returns the watermark after the call.
     """
     with state_db(data_dir) as db:
-        _ensure(db)
+        ensure_tables(db)
         db.execute("BEGIN IMMEDIATE")
         try:
             row = db.execute(
@@ -453,60 +388,3 @@ def list_watermarks(
         args.append(job)
     rows = _select(data_dir, sql + " ORDER BY job, gateway_id", args, readonly=readonly)
     return [(str(r[0]), str(r[1]), _dt(r[2])) for r in rows]
-
-
-# ---------------------------------------------------------------------------------------------
-# For people
-
-
-def window_text(window: Window) -> str:
-    """2026-11-25 for one UTC day, 2026-11-23..2026-11-25 for whole days (end day included)."""
-    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
-    if start.timetz() == end.timetz() == datetime.min.replace(tzinfo=UTC).timetz():
-        last = (end - timedelta(days=1)).date()
-        return str(last) if last == start.date() else f"{start.date()}..{last}"
-    return str(window)
-
-
-def runs_table(
-    records: list[RunRecord], watermarks: list[tuple[str, str, datetime]] | None = None
-) -> str:
-    """The `aigw-feedback runs` listing: one line per run, then the watermarks."""
-    if not records:
-        return "no runs recorded yet"
-    header = ("RUN", "JOB", "GATEWAY", "MODE", "WINDOW", "STATUS", "LOGS", "PATCHED",
-              "VERIFIED", "DURATION")  # fmt: skip
-    rows = [header]
-    for r in records:
-        c = r.counts
-        rows.append(
-            (
-                r.run_id,
-                r.job,
-                r.gateway_id,
-                r.mode,
-                window_text(r.window),
-                r.status,
-                _num(c.get("logs")),
-                _num(c.get("patched")),
-                _num(c.get("verified")),
-                human(r.seconds),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]  # fmt: skip
-    for r in records:
-        if r.interrupted:
-            lines.append(f"{r.run_id}: interrupted: {r.interrupted}")
-        if r.error and r.status == "failed":
-            lines.append(f"{r.run_id}: {r.error}")
-        elif r.stopped and r.status == "partial":
-            lines.append(f"{r.run_id}: stopped early: {r.stopped}")
-    for job, gateway_id, position in watermarks or []:
-        lines.append(f"watermark {job} on {gateway_id}: {iso(position)}")
-    return "\n".join(lines)
-
-
-def _num(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) else "-"

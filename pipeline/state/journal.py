@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.state import store
+from pipeline.state.database import state_db
 
 STATUSES = ("pending", "sent", "done", "failed", "gone")
 RESENDABLE = ("pending", "sent", "failed")
@@ -110,7 +110,7 @@ class Journal:
     ) -> Iterator[Journal]:
         """The run's journal. With ``gateway_id``, ``mark_done(..., source=...)`` also records
         which source now owns the log's label."""
-        with store.state_db(data_dir) as conn:
+        with state_db(data_dir) as conn:
             yield cls(conn, run_id, clock, gateway_id=gateway_id)
 
     # -- the plan ---------------------------------------------------------------------------
@@ -252,7 +252,7 @@ class Journal:
 
 def label_owners(data_dir: Path, gateway_id: str, log_ids: Iterable[str]) -> dict[str, str]:
     """log_id -> the source whose label this tool last wrote to it, for the ids that have one."""
-    with store.state_db(data_dir) as conn:
+    with state_db(data_dir) as conn:
         conn.executescript(_SCHEMA)
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (log_id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM wanted")
@@ -268,7 +268,7 @@ def label_owners(data_dir: Path, gateway_id: str, log_ids: Iterable[str]) -> dic
 
 def journal_has_rows(data_dir: Path, run_id: str) -> bool:
     """Whether the journal holds anything for this run (False after a state database reset)."""
-    with store.state_db(data_dir) as conn:
+    with state_db(data_dir) as conn:
         conn.executescript(_SCHEMA)
         row = conn.execute("SELECT 1 FROM load_journal WHERE run_id = ? LIMIT 1", (run_id,))
         return row.fetchone() is not None

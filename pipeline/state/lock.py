@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.errors import LockHeldError
-from pipeline.state.store import state_db
+from pipeline.state.database import state_db
 
 log = logging.getLogger(__name__)
 
