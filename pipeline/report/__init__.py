@@ -13,7 +13,7 @@ folder and writes nothing; `build_report` (the end of a run) also writes the thr
 
 The parts, each a layer over the one before::
 
-    inputs     read the run folder (read_stage_result: the one reader of stage results)
+    inputs     read the run folder (read_stages: each stage's typed result, the one reader)
     judge      status, problems (the cause first), exit code
     assemble   report.json
     extras     the tables beyond report.json (from the Parquet files and the results' lists)
@@ -35,9 +35,10 @@ from pipeline.config import JobConfig
 from pipeline.report.assemble import assemble
 from pipeline.report.extras import gather_extras
 from pipeline.report.html import render_html
-from pipeline.report.inputs import OUTCOME_FILE, REJECTS_FILE, STAGES, read_run_folder
+from pipeline.report.inputs import OUTCOME_FILE, REJECTS_FILE, read_run_folder
 from pipeline.report.judge import OK_STATUSES, judge
 from pipeline.report.markdown import render_markdown
+from pipeline.run_result import STAGES
 from pipeline.state import store
 from pipeline.state.store import RunInfo
 

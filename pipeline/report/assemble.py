@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.config import BudgetConfig, JobConfig
-from pipeline.report.inputs import STAGES
+from pipeline.load import LoadResult
+from pipeline.plan import PlanResult
 from pipeline.report.judge import exit_code, judge, outcome_error
+from pipeline.run_result import Stages
 from pipeline.state.store import RunInfo
 from pipeline.timefmt import iso
 
@@ -20,21 +22,17 @@ from pipeline.timefmt import iso
 # budget is "N requests per 5 minutes", and 8 requests in 0.3 s use 1% of it, not 700%.
 DEFAULT_PERIOD_SECONDS = BudgetConfig().period_seconds
 
-# The DESIGN keys of each section, and where each comes from in the stage results.
-SECTION_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "extract": ("extract", ("logs", "requests", "partitions")),
-    "plan": ("plan", ("patch", "unchanged", "keep_existing", "not_found")),
-    "load": (
-        "load",
-        ("patched", "failed", "gone", "requests", "rate_limited", "retries", "seconds"),
-    ),
-    "verify": ("verify", ("verified", "mismatched", "unverifiable", "requests")),
-}
+# The DESIGN keys of each stage's section, in report.json's order.
+EXTRACT_KEYS = ("logs", "requests", "partitions")
+PLAN_KEYS = ("patch", "unchanged", "keep_existing", "not_found")
+LOAD_KEYS = ("patched", "failed", "gone", "requests", "rate_limited", "retries", "seconds")
+VERIFY_KEYS = ("verified", "mismatched", "unverifiable", "requests")
+CSV_KEYS = ("files", "rows", "accepted", "rejected")
 
 
 def assemble(
     run: RunInfo,
-    results: Mapping[str, dict[str, Any] | None],
+    results: Stages,
     *,
     job: JobConfig | None = None,
     now: float | None = None,
@@ -43,52 +41,67 @@ def assemble(
 ) -> dict[str, Any]:
     """The report.json dict (DESIGN keys), computed from the run folder's files only."""
     outcome = outcome or {}
+    ex, lb, pl_, ld, vf = results.extract, results.label, results.plan, results.load, results.verify
+    ran = {"extract": ex, "label": lb, "plan": pl_, "load": ld, "verify": vf}
 
-    def section(name: str) -> dict[str, Any]:
-        stage, keys = SECTION_KEYS[name]
-        res = results.get(stage)
-        out: dict[str, Any] = {k: _number((res or {}).get(k)) for k in keys}
-        out["ran"] = res is not None
-        return out
-
-    ex, lb, pl_, ld, vf = (results.get(s) for s in STAGES)
     label_sec: dict[str, Any] = {
-        "total": (lb or {}).get("total"),
-        "by_source": (lb or {}).get("by_source") or {},
-        "conflicts": (lb or {}).get("conflicts"),
-        "csv": {
-            k: ((lb or {}).get("csv") or {}).get(k)
-            for k in ("files", "rows", "accepted", "rejected")
-        },
+        "total": lb.total if lb else None,
+        "by_source": (lb.by_source or {}) if lb else {},
+        "conflicts": lb.conflicts if lb else None,
+        "csv": {k: (lb.csv or {}).get(k) if lb else None for k in CSV_KEYS},
         "ran": lb is not None,
     }
-    plan_sec = section("plan")
-    plan_sec["labels"] = (pl_ or {}).get("labels")
-    plan_sec["stamp_skipped"] = (pl_ or {}).get("stamp_skipped")
-    load_sec = section("load")
-    load_sec["pending"] = (ld or {}).get("pending")
-    load_sec["stopped_early"] = bool((ld or {}).get("stopped_early"))
-    load_sec["stop_reason"] = (ld or {}).get("stop_reason")
+    plan_sec = _section(
+        PLAN_KEYS, (pl_.patch, pl_.unchanged, pl_.keep_existing, pl_.not_found) if pl_ else None
+    )
+    plan_sec["labels"] = pl_.labels if pl_ else None
+    plan_sec["stamp_skipped"] = pl_.stamp_skipped if pl_ else None
+    load_numbers = (
+        (ld.patched, ld.failed, ld.gone, ld.requests, ld.rate_limited, ld.retries, ld.seconds)
+        if ld
+        else None
+    )
+    load_sec = _section(LOAD_KEYS, load_numbers)
+    load_sec["pending"] = ld.pending if ld else None
+    load_sec["stopped_early"] = bool(ld.stopped_early) if ld else False
+    load_sec["stop_reason"] = ld.stop_reason if ld else None
 
     requests_total = _int(outcome.get("requests"))
     if requests_total is None:
         requests_total = sum(
-            int((r or {}).get(key) or 0)
-            for r, key in ((ex, "requests"), (lb, "requests"), (pl_, "lookup_requests"),
-                           (ld, "requests"), (vf, "requests"))
-        )  # fmt: skip
+            (
+                ex.requests if ex else 0,
+                lb.requests if lb else 0,
+                pl_.lookup_requests if pl_ else 0,
+                ld.requests if ld else 0,
+                vf.requests if vf else 0,
+            )
+        )
     seconds_total = _float(outcome.get("seconds"))
     if seconds_total is None:
-        seconds_total = sum(float((r or {}).get("seconds") or 0.0) for r in (ex, lb, pl_, ld, vf))
+        seconds_total = sum(
+            (
+                float(ex.seconds) if ex else 0.0,
+                float(lb.seconds) if lb else 0.0,
+                float(pl_.seconds) if pl_ else 0.0,
+                float(ld.seconds) if ld else 0.0,
+                float(vf.seconds) if vf else 0.0,
+            ),
+            0.0,
+        )
     budget = _budget_per_s(job, ld, pl_, outcome)
     period = _period(job, outcome)
     utilisation = _share(requests_total, seconds_total, budget, period)
-    load_util = _share(_int((ld or {}).get("requests")), _float((ld or {}).get("seconds")),
-                       budget, period) if ld else None  # fmt: skip
+    load_util = _share(ld.requests, float(ld.seconds), budget, period) if ld else None
 
     status, problems = judge(results, job, outcome=outcome, inbox=inbox)
     error = outcome_error(outcome)
-    finished = [str(r.get("finished_at")) for r in results.values() if r and r.get("finished_at")]
+    ends = (
+        pl_.finished_at if pl_ else "",
+        ld.finished_at if ld else "",
+        vf.finished_at if vf else "",
+    )
+    finished = [str(t) for t in ends if t]
     finished_at = outcome.get("finished_at") or (max(finished) if finished else None)
     return {
         "run_id": run.run_id,
@@ -103,13 +116,17 @@ def assemble(
         "attempts": _int(outcome.get("attempts")),
         "started_at": outcome.get("started_at") or iso(run.created_at.timestamp()),
         "finished_at": finished_at or (iso(now) if now is not None else None),
-        "not_run": [s for s in STAGES if results.get(s) is None],
+        "not_run": [stage for stage, result in ran.items() if result is None],
         "inbox": {"not_read": [f for f in inbox or [] if f.get("status") != "applied"]},
-        "extract": section("extract"),
+        "extract": _section(
+            EXTRACT_KEYS, (ex.logs, ex.requests, len(ex.partitions)) if ex else None
+        ),
         "labels": label_sec,
         "plan": plan_sec,
         "load": load_sec,
-        "verify": section("verify"),
+        "verify": _section(
+            VERIFY_KEYS, (vf.verified, vf.mismatched, vf.unverifiable, vf.requests) if vf else None
+        ),
         "requests": {
             "total": requests_total,
             "budget_per_s": budget,
@@ -121,9 +138,13 @@ def assemble(
     }
 
 
-def _number(value: Any) -> Any:
-    """A count where a stage lists the things (e.g. the extract's partition paths)."""
-    return len(value) if isinstance(value, list | tuple | dict) else value
+def _section(keys: tuple[str, ...], numbers: tuple[Any, ...] | None) -> dict[str, Any]:
+    """A stage's section: its keys with the stage's numbers (each None when it did not run), and
+    whether it ran."""
+    values = numbers if numbers is not None else (None,) * len(keys)
+    out: dict[str, Any] = dict(zip(keys, values, strict=True))
+    out["ran"] = numbers is not None
+    return out
 
 
 def _int(value: Any) -> int | None:
@@ -145,16 +166,19 @@ def _share(
 
 def _budget_per_s(
     job: JobConfig | None,
-    load_: dict[str, Any] | None,
-    plan_: dict[str, Any] | None,
+    load_: LoadResult | None,
+    plan_: PlanResult | None,
     outcome: Mapping[str, Any],
 ) -> float | None:
     if job is not None:
         return round(job.budget.rate_per_second, 4)
-    budget = _mapping(outcome.get("budget"))
-    for res, key in ((budget, "per_s"), (load_, "budget_per_s"), (plan_, "rate_per_second")):
-        if res and _float(res.get(key)):
-            return round(float(res[key]), 4)
+    for value in (
+        _mapping(outcome.get("budget")).get("per_s"),
+        load_.budget_per_s if load_ else None,
+        plan_.rate_per_second if plan_ else None,
+    ):
+        if per_s := _float(value):
+            return round(per_s, 4)
     return None
 
 

@@ -14,7 +14,10 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.label import LabelResult
+from pipeline.load import LoadResult
 from pipeline.report.inputs import RunFolder, read_parquet
+from pipeline.verify import VerifyResult
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class Extras:
 
 def gather_extras(folder: RunFolder) -> tuple[Extras, list[str]]:
     """The tables beyond report.json, and a sentence for each file they could not be read from."""
-    results, paths = folder.results, folder.run.paths
+    load_, paths = folder.results.load, folder.run.paths
     by_model: list[dict[str, Any]] = []
     feedback: list[dict[str, Any]] = []
     note: str | None = None
@@ -39,15 +42,14 @@ def gather_extras(folder: RunFolder) -> tuple[Extras, list[str]]:
     if planned is not None:
         by_model = _by_model(planned)
         verified = read_parquet(paths.verify, damaged)
-        feedback, note = _feedback(planned, verified, results.get("load"))
-    load_ = results.get("load") or {}
+        feedback, note = _feedback(planned, verified, load_)
     extras = Extras(
         by_model=by_model,
         feedback=feedback,
         analysis=folder.analysis,
-        rejects=_rejects(results.get("label") or {}, folder.rejects),
-        timeline=[[int(a), int(b)] for a, b in load_.get("timeline", [])],
-        failures=_failures(load_, results.get("verify") or {}),
+        rejects=_rejects(folder.results.label, folder.rejects),
+        timeline=[[int(a), int(b)] for a, b in (load_.timeline if load_ else [])],
+        failures=_failures(load_, folder.results.verify),
         feedback_note=note,
     )
     return extras, damaged
@@ -71,13 +73,13 @@ def _by_model(planned: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def _feedback(
-    planned: pl.DataFrame, verified: pl.DataFrame | None, load_: Mapping[str, Any] | None
+    planned: pl.DataFrame, verified: pl.DataFrame | None, load_: LoadResult | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Feedback on the labeled logs: before the run, as planned, and after — counting only what
     was written. Which changes were written is known per log from verify.parquet (every log the
     load finished, read back); without it only when none or all of them were."""
     patches = int((planned["action"] == "patch").sum())
-    patched = int((load_ or {}).get("patched") or 0)
+    patched = load_.patched if load_ else 0
     current, desired = pl.col("current_feedback"), pl.col("desired_feedback")
     after: pl.Expr | None
     note = None
@@ -123,7 +125,7 @@ def _feedback(
 
 
 def _rejects(
-    label_result: Mapping[str, Any], rejects: Mapping[str, Any] | None
+    label_result: LabelResult | None, rejects: Mapping[str, Any] | None
 ) -> list[dict[str, Any]]:
     """Rejected CSV rows with their reasons, from the label stage's rejects.json in the run folder.
     Where it has no rows (a dry run, or a run folder from before rejects.json), the counts per
@@ -148,14 +150,15 @@ def _rejects(
             out.append(
                 {"file": entry.get("name") or "", "line": "", "reason": f"{reason} ({n} rows)"}
             )
-    if not out:
-        by_reason = (label_result.get("csv") or {}).get("rejected_by_reason") or {}
+    if not out and label_result is not None:
+        by_reason = (label_result.csv or {}).get("rejected_by_reason") or {}
         out = [{"file": "", "line": "", "reason": f"{r} ({n} rows)"} for r, n in by_reason.items()]
     return out
 
 
-def _failures(load_: Mapping[str, Any], verify_: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The changes that failed (load) or read back different (verify), as their results list them."""
+def _failures(load_: LoadResult | None, verify_: VerifyResult | None) -> list[dict[str, Any]]:
+    """The changes that failed (load) or read back different (verify), as their results list them
+    (each entry a plain map, as the stage wrote it)."""
     rows = [
         {
             "log_id": f.get("log_id"),
@@ -163,7 +166,7 @@ def _failures(load_: Mapping[str, Any], verify_: Mapping[str, Any]) -> list[dict
             "http": f.get("http_status"),
             "reason": f.get("error"),
         }
-        for f in load_.get("failures") or []
+        for f in (load_.failures if load_ else [])
     ]
     rows += [
         {
@@ -172,6 +175,6 @@ def _failures(load_: Mapping[str, Any], verify_: Mapping[str, Any]) -> list[dict
             "http": None,
             "reason": m.get("reason"),
         }
-        for m in verify_.get("mismatches") or []
+        for m in (verify_.mismatches if verify_ else [])
     ]
     return rows

@@ -1,10 +1,14 @@
 """What the report reads: the files of one run folder, each read once here and never written.
 
-The stage results (``<stage>.result.json``), ``outcome.json`` (how the last invocation of the run
-ended, written by `pipeline.run`), ``rejects.json`` (the label stage's copy of the inbox's rejected
-rows), ``label_analysis.json``, and the Parquet files ``plan.parquet`` and ``verify.parquet``. A file
-that is absent or not a JSON object reads as None; a Parquet file that cannot be read is named in a
-sentence for the report's problems instead of stopping it.
+The stage results (``<stage>.result.json``, each read by its stage's frozen result class, so the
+report uses fields: a renamed one fails the type check instead of reading as 0), ``outcome.json``
+(how the last invocation of the run ended: `pipeline.outcome.read_outcome`), ``rejects.json`` (the
+label stage's copy of the inbox's rejected rows), ``label_analysis.json``, and the Parquet files
+``plan.parquet`` and ``verify.parquet``. A stage result that is absent, does not parse or is not
+that stage's result reads as None (the stage did not finish); outcome.json, rejects.json and the
+label analysis are plain JSON by design (documented in `pipeline.outcome` and `pipeline.label`). A
+Parquet file that cannot be read is named in a sentence for the report's problems instead of
+stopping it.
 """
 
 from __future__ import annotations
@@ -17,10 +21,16 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.extract import ExtractResult
+from pipeline.label import LabelResult
+from pipeline.load import LoadResult
+from pipeline.outcome import read_outcome
+from pipeline.plan import PlanResult
+from pipeline.run_result import Stages
 from pipeline.state.store import RunInfo
+from pipeline.verify import VerifyResult
 
-STAGES = ("extract", "label", "plan", "load", "verify")
-OUTCOME_FILE = "outcome.json"  # written by pipeline.run at the end of every invocation
+OUTCOME_FILE = "outcome.json"  # pipeline.outcome writes it at the end of every invocation
 REJECTS_FILE = "rejects.json"  # written by the label stage (pipeline.label.REJECTS_FILE)
 
 
@@ -30,33 +40,38 @@ class RunFolder:
     `pipeline.report.extras`, since only the tables beyond report.json need them)."""
 
     run: RunInfo
-    results: Mapping[str, dict[str, Any] | None]  # by stage; None: the stage did not finish
-    outcome: dict[str, Any] | None
+    results: Stages  # None for a stage that did not finish
+    outcome: dict[str, Any]  # {} before the run's first attempt ended
     rejects: dict[str, Any] | None
     analysis: dict[str, Any] | None
     inbox: list[dict[str, Any]]  # every inbox file the label stage saw, with its status
 
 
-def read_stage_result(run: RunInfo, stage: str) -> dict[str, Any] | None:
-    """A stage's result file, or None when the stage did not finish (or its file is damaged).
-
-    The one place the report reads stage results. They are plain dicts, read with ``.get`` in
-    `assemble`, `judge` and `extras`; when every stage's typed result has ``from_json``, this is
-    where they are built."""
-    return read_json(run.paths.stage_result(stage))
+def read_stages(run: RunInfo) -> Stages:
+    """Each stage's result in the run folder, typed; None where the stage did not finish (or its
+    file is damaged). The one place the report reads stage results. Fields a newer version added
+    and an older file lacks take their defaults."""
+    path = run.paths.stage_result
+    return Stages(
+        extract=ExtractResult.read(path("extract")),
+        label=LabelResult.read(path("label")),
+        plan=PlanResult.read(path("plan")),
+        load=LoadResult.read(path("load")),
+        verify=VerifyResult.read(path("verify")),
+    )
 
 
 def read_run_folder(run: RunInfo) -> RunFolder:
-    results = {stage: read_stage_result(run, stage) for stage in STAGES}
+    results = read_stages(run)
     rejects = read_json(run.paths.root / REJECTS_FILE)
     analysis = read_json(run.paths.label_analysis)
     return RunFolder(
         run=run,
         results=results,
-        outcome=read_json(run.paths.root / OUTCOME_FILE),
+        outcome=read_outcome(run),
         rejects=rejects,
         analysis=analysis,
-        inbox=inbox_files(rejects, analysis, results["label"]),
+        inbox=inbox_files(rejects, analysis, results.label),
     )
 
 
@@ -86,11 +101,12 @@ def read_parquet(path: Path, damaged: list[str]) -> pl.DataFrame | None:
 def inbox_files(
     rejects: Mapping[str, Any] | None,
     analysis: Mapping[str, Any] | None,
-    label_result: Mapping[str, Any] | None,
+    label_result: LabelResult | None,
 ) -> list[dict[str, Any]]:
     """Every inbox file the label stage saw, with its status: from rejects.json, or in a run folder
-    from before it, the label analysis's CSV accounting."""
-    for source in (rejects, (analysis or {}).get("csv"), (label_result or {}).get("csv")):
+    from before it, the label analysis's CSV accounting, or the label result's."""
+    label_csv = label_result.csv if label_result is not None else None
+    for source in (rejects, (analysis or {}).get("csv"), label_csv):
         files = (source or {}).get("files" if source is rejects else "by_file")
         if isinstance(files, list):
             return [dict(f) for f in files if isinstance(f, Mapping)]

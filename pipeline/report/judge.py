@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.config import JobConfig
+from pipeline.run_result import Stages
 
 OK_STATUSES = ("ok", "nothing_to_do")
 
@@ -34,7 +35,7 @@ ERROR_LEADS = {
 
 
 def judge(
-    results: Mapping[str, dict[str, Any] | None],
+    results: Stages,
     job: JobConfig | None = None,
     *,
     outcome: Mapping[str, Any] | None = None,
@@ -53,10 +54,10 @@ def judge(
             f"the run stopped early: {stopped}"
         )  # fmt: skip
     causes += [_inbox_text(f) for f in inbox or [] if f.get("status") != "applied"]
-    causes += [f"a labeler failed: {e}" for e in (results.get("label") or {}).get("errors") or []]
+    causes += [f"a labeler failed: {e}" for e in (results.label.errors if results.label else ())]
     status, undone = _changes(results, job, stopped_known=bool(stopped))
     if error is not None:
-        applied = int((results.get("load") or {}).get("patched") or 0)
+        applied = results.load.patched if results.load else 0
         status = "partial" if applied else "failed"
     return status, causes + undone
 
@@ -76,45 +77,45 @@ def exit_code(status: str, error: Mapping[str, Any] | None) -> int:
 
 
 def _changes(
-    results: Mapping[str, dict[str, Any] | None], job: JobConfig | None, *, stopped_known: bool
+    results: Stages, job: JobConfig | None, *, stopped_known: bool
 ) -> tuple[str, list[str]]:
     """The status by what happened to the planned changes, and what was left undone."""
-    plan_, load_, verify_ = results.get("plan"), results.get("load"), results.get("verify")
+    plan_, load_, verify_ = results.plan, results.load, results.verify
     if plan_ is None:
         # A cap or a signal before the plan: unfinished, not failed (the next run continues it).
         return ("partial" if stopped_known else "failed"), [
             "no plan: the run stopped before the plan stage"
         ]
-    patches = int(plan_.get("patch") or 0)
+    patches = plan_.patch
     if patches == 0:
         return "nothing_to_do", []
     if load_ is None:
         return "partial", [f"{patches} planned changes were not loaded (load did not run)"]
     problems = []
-    patched = int(load_.get("patched") or 0)
-    for key, text in (
-        ("failed", "changes failed"),
-        ("pending", "changes are still pending"),
+    patched = load_.patched
+    for n, text in (
+        (load_.failed, "changes failed"),
+        (load_.pending, "changes are still pending"),
     ):
-        if n := int(load_.get(key) or 0):
+        if n:
             problems.append(f"{n} {text}")
-    if load_.get("stopped_early") and not stopped_known:
-        problems.append(f"the load stopped early: {load_.get('stop_reason')}")
-    verify_expected = job.verify.enabled if job is not None else plan_.get("verify_enabled", True)
+    if load_.stopped_early and not stopped_known:
+        problems.append(f"the load stopped early: {load_.stop_reason}")
+    verify_expected = job.verify.enabled if job is not None else plan_.verify_enabled
     if verify_ is None:
         if verify_expected and patched:
             problems.append(f"{patched} applied changes were not verified (verify did not run)")
     else:
-        for key, text in (("mismatched", "changes read back different"),
-                          ("unverifiable", "changes could not be verified")):  # fmt: skip
-            if n := int(verify_.get(key) or 0):
+        for n, text in ((verify_.mismatched, "changes read back different"),
+                        (verify_.unverifiable, "changes could not be verified")):  # fmt: skip
+            if n:
                 problems.append(f"{n} {text}")
-        unchecked = patched - int(verify_.get("checked", patched) or 0)
+        unchecked = patched - verify_.checked
         if unchecked > 0:
             problems.append(f"{unchecked} applied changes were not read back")
     if not problems:
         return "ok", []
-    stopped = stopped_known or bool(load_.get("stopped_early"))
+    stopped = stopped_known or bool(load_.stopped_early)
     if patched == 0 and not stopped:
         return "failed", ["nothing could be applied", *problems]
     return "partial", problems  # some changes landed, or a cap/signal left the rest for later

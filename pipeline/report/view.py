@@ -1,5 +1,8 @@
 """What report.md and report.html both show, as plain values: the headline, the sums that must
-hold, the stage numbers and the rows of each table. The renderers only lay them out (and escape)."""
+hold, the stage numbers and the rows of each table. The renderers only lay them out (and escape).
+
+They read the report.json dict that `assemble` made, whose keys are always there (None where a
+stage did not run): a key is read with ``[]``, so one renamed there fails here, not reads as 0."""
 
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def sums(data: Mapping[str, Any]) -> list[tuple[str, bool]]:
     plan_, load_, verify_ = data["plan"], data["load"], data["verify"]
     if plan_["ran"]:
         parts = [plan_[k] or 0 for k in ("patch", "unchanged", "keep_existing", "not_found")]
-        labels = plan_.get("labels")
+        labels = plan_["labels"]
         labels = sum(parts) if labels is None else labels
         out.append(
             (
@@ -151,11 +154,11 @@ def failure_count(data: Mapping[str, Any], extras: Extras) -> int:
     """Failed, gone, mismatched and unverifiable changes (the lists in the results are capped)."""
     ld, vf = data["load"], data["verify"]
     keys = [(ld, "failed"), (ld, "gone"), (vf, "mismatched"), (vf, "unverifiable")]
-    return max(len(extras.failures), sum(int(sec.get(k) or 0) for sec, k in keys))
+    return max(len(extras.failures), sum(int(sec[k] or 0) for sec, k in keys))
 
 
 def rejected_count(data: Mapping[str, Any], extras: Extras) -> Any:
-    return data["labels"]["csv"].get("rejected") or len(extras.rejects)
+    return data["labels"]["csv"]["rejected"] or len(extras.rejects)
 
 
 def more_rows(rows: Sequence[Any]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from html.parser import HTMLParser
@@ -11,17 +12,58 @@ from typing import Any
 from loadkit import make_job, make_run, write_plan
 
 from pipeline.config import JobConfig
+from pipeline.extract import ExtractResult
+from pipeline.label import LabelResult
+from pipeline.load import LoadResult
+from pipeline.plan import PlanResult
 from pipeline.report import assemble, build_report, exit_code_for, report
 from pipeline.report.html import render_value, timeline_svg
+from pipeline.report.inputs import read_stages
+from pipeline.result import StageResult
+from pipeline.run_result import Stages
 from pipeline.state import store
 from pipeline.state.store import RunInfo
+from pipeline.verify import VerifyResult
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
+RESULT_TYPES: dict[str, type[StageResult]] = {
+    "extract": ExtractResult,
+    "label": LabelResult,
+    "plan": PlanResult,
+    "load": LoadResult,
+    "verify": VerifyResult,
+}
+# What a test does not set: zeros (and a budget of 3.6/s, the default), so each file is complete.
+UNSET: dict[str, dict[str, Any]] = {
+    "extract": {"logs": 0, "requests": 0, "partitions": [], "days": [], "seconds": 0.0,
+                "total_count": 0, "complete": True},
+    "label": {"window_logs": 0, "total": 0, "in_window": 0, "outside_window": 0, "conflicts": 0,
+              "by_source": {}, "chosen_by_kind": {}, "csv": {}, "rules": {}, "external": None,
+              "requests": 0},
+    "plan": {"labels": 0, "patch": 0, "unchanged": 0, "keep_existing": 0, "not_found": 0,
+             "stamp_skipped": 0, "from_extract": 0, "looked_up": 0, "lookup_requests": 0,
+             "load_requests": 0, "verify_requests": 0, "requests_needed": 0,
+             "rate_per_second": 3.6, "estimated_seconds": 0.0, "started_at": "",
+             "finished_at": "", "seconds": 0.0},
+    "load": {"total": 0, "patched": 0, "failed": 0, "gone": 0, "pending": 0, "requests": 0,
+             "rate_limited": 0, "retries": 0, "seconds": 0.0, "budget_per_s": 3.6,
+             "stopped_early": False, "stop_reason": None, "patched_now": 0, "skipped_done": 0,
+             "invocations": 1, "started_at": "", "finished_at": ""},
+    "verify": {"checked": 0, "verified": 0, "mismatched": 0, "unverifiable": 0, "requests": 0,
+               "rechecks": 0, "seconds": 0.0, "started_at": "", "finished_at": ""},
+}  # fmt: skip
+
 
 def write_results(run: RunInfo, **results: dict[str, Any]) -> None:
+    """Each stage's result file as the stage writes it: the numbers given, zeros for the rest."""
     for stage, data in results.items():
-        store.write_json_atomic({"run_id": run.run_id, **data}, run.paths.stage_result(stage))
+        cls = RESULT_TYPES[stage]
+        assert dataclasses.is_dataclass(cls)
+        assert set(data) <= {f.name for f in dataclasses.fields(cls)}, "a field the stage lacks"
+        fields = {"run_id": run.run_id, "window": run.to_json()["window"], **UNSET[stage], **data}
+        result = cls.from_json(fields)
+        store.write_json_atomic(result.to_json(), run.paths.stage_result(stage))
 
 
 def full_run(
@@ -32,7 +74,7 @@ def full_run(
     write_plan(run, {f"l{i}": {"feedback": 1 if i % 3 else -1} for i in range(10)}, **plan_kw)
     write_results(
         run,
-        extract={"logs": 500, "requests": 11, "partitions": 1, "seconds": 3.0},
+        extract={"logs": 500, "requests": 11, "partitions": ["logs/2026-11-01"], "seconds": 3.0},
         label={
             "total": 12,
             "by_source": {"csv:a.csv": 4, "rule:slow": 8},
@@ -129,8 +171,8 @@ def test_missing_stages_are_shown_as_not_run(tmp_path: Path) -> None:
     """A run that never got to planning is `failed`, and the report says which stages did not run."""
     job = make_job(tmp_path)
     run = make_run(job)
-    write_results(run, extract={"logs": 3, "requests": 1, "partitions": 1})
-    data = assemble(run, {"extract": json.loads(run.paths.stage_result("extract").read_text())})
+    write_results(run, extract={"logs": 3, "requests": 1, "partitions": ["logs/2026-11-01"]})
+    data = assemble(run, Stages(extract=read_stages(run).extract))
     assert data["status"] == "failed"
     assert data["not_run"] == ["label", "plan", "load", "verify"]
     assert data["verify"] == {
@@ -139,6 +181,41 @@ def test_missing_stages_are_shown_as_not_run(tmp_path: Path) -> None:
     result = report(run.run_id, job.store.data_dir)  # the CLI's path: no job file
     assert result.exit_code == 1
     assert "not run" in result.texts["md"]
+
+
+def test_result_files_from_before_newer_fields_render_the_same(tmp_path: Path) -> None:
+    """A run folder whose result files lack the fields added later renders as before: the fields'
+    defaults apply, and no stage is shown as not run."""
+    job, run = full_run(tmp_path)
+    full = report(run.run_id, job.store.data_dir).texts["json"]
+    added_later = {
+        "extract": ("note", "reconcile_rounds", "ranges"),
+        "label": ("errors", "paths", "seconds"),
+        "plan": ("verify_enabled", "by_source"),
+        "load": ("failures", "timeline"),
+        "verify": ("mismatches", "gone"),
+    }
+    for stage, keys in added_later.items():
+        path = run.paths.stage_result(stage)
+        data = json.loads(path.read_text())
+        store.write_json_atomic({k: v for k, v in data.items() if k not in keys}, path)
+    older = report(run.run_id, job.store.data_dir)
+    assert older.texts["json"] == full
+    assert older.data["not_run"] == []
+
+
+def test_a_result_file_with_a_renamed_field_is_not_read_as_zeros(tmp_path: Path) -> None:
+    """A load result whose "patched" is called something else is not that stage's result: the
+    report says load did not finish, instead of showing 0 patched."""
+    job, run = full_run(tmp_path)
+    path = run.paths.stage_result("load")
+    data = json.loads(path.read_text())
+    data["written"] = data.pop("patched")
+    store.write_json_atomic(data, path)
+    result = build_report(job, run)
+    assert result.data["load"]["ran"] is False and result.data["load"]["patched"] is None
+    assert "load" in result.data["not_run"]
+    assert "10 planned changes were not loaded (load did not run)" in result.data["problems"]
 
 
 def test_a_capped_load_is_partial_not_ok(tmp_path: Path) -> None:
@@ -298,7 +375,7 @@ def test_a_quiet_night_is_nothing_to_do_and_exits_0(tmp_path: Path) -> None:
     write_plan(run, {}, l1="unchanged")
     write_results(
         run,
-        extract={"logs": 0, "requests": 1, "partitions": 0, "seconds": 0.1},
+        extract={"logs": 0, "requests": 1, "partitions": [], "seconds": 0.1},
         label={"total": 1, "by_source": {}, "conflicts": 0, "csv": {}, "requests": 0},
         plan={"labels": 1, "patch": 0, "unchanged": 1, "keep_existing": 0, "not_found": 0},
     )
