@@ -37,6 +37,7 @@ from typing import Any
 
 from pipeline.config import BudgetConfig
 from pipeline.errors import BudgetExhausted
+from pipeline.gateway.retry import retry_after
 
 MAX_PAUSE_SECONDS = 7200.0
 
@@ -137,7 +138,7 @@ class Budget:
                 self._quota, self._period = quota, period
         if status == 429:
             self.stats.rate_limited += 1
-            self._db.pause_until(now + _retry_after(headers))
+            self._db.pause_until(now + retry_after(headers))
             return
         limit = _RATELIMIT.search(headers.get("ratelimit", ""))
         if not limit:
@@ -371,10 +372,3 @@ class _SharedState:
 
     def close(self) -> None:
         self.conn.close()
-
-
-def _retry_after(headers: Mapping[str, str]) -> float:
-    try:
-        return max(1.0, float(headers.get("retry-after", "60")))
-    except ValueError:
-        return 60.0

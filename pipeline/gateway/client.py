@@ -33,7 +33,7 @@ from pipeline.errors import (
     ServerError,
     TransportError,
 )
-from pipeline.gateway.retry import RetryPolicy
+from pipeline.gateway.retry import RetryPolicy, retry_after
 
 PERMISSION_HINT = "the token needs AI Gateway Read, and AI Gateway Edit to write feedback"
 LogEntry = dict[str, Any]
@@ -287,10 +287,10 @@ class LogsClient:
         code = first.get("code")
         if status == 429:
             self.stats.rate_limited += 1
-            retry_after = _retry_after(response.headers)
+            wait = retry_after(response.headers)
             raise RateLimitedError(
-                f"{what}: rate limited (code {code}); retry after {retry_after:.0f}s",
-                retry_after=retry_after,
+                f"{what}: rate limited (code {code}); retry after {wait:.0f}s",
+                retry_after=wait,
             )
         if status in (401, 403):
             raise AuthError(
@@ -314,13 +314,6 @@ class LogsClient:
         if status >= 500:
             raise ServerError(f"{what}: server error HTTP {status}", status=status, code=code)
         raise ApiError(f"{what}: unexpected HTTP {status}: {message}", status=status, code=code)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float:
-    try:
-        return max(0.0, float(headers.get("retry-after", "60")))
-    except ValueError:
-        return 60.0
 
 
 def _quote(log_id: str) -> str:

@@ -8,7 +8,7 @@ The sleep is injectable so tests remove the waiting.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -65,3 +65,12 @@ async def _no_sleep(_seconds: float) -> None:
 
 NO_WAIT = RetryPolicy(sleep=_no_sleep)
 """For tests: the same attempts, no waiting."""
+
+
+def retry_after(headers: Mapping[str, str]) -> float:
+    """How long a 429 asks us to wait: its Retry-After in seconds (60 when absent or unreadable),
+    at least 1 s so that a `Retry-After: 0` cannot turn a rate limit into a tight loop."""
+    try:
+        return max(1.0, float(headers.get("retry-after", "60")))
+    except ValueError:
+        return 60.0
