@@ -1,6 +1,6 @@
 """outcome.json: how a run's latest attempt ended, for the report and for the next attempt.
 
-    {"run_id", "mode", "error": null | {"kind", "stage", "message", "exit_code"}, "stopped",
+    {"run_id", "mode", "dry_run", "error": null | {"kind", "stage", "message", "exit_code"}, "stopped",
      "started_at", "finished_at", "seconds", "requests", "attempts", "budget": {"per_s",
      "period_seconds"}}
 
@@ -66,6 +66,7 @@ def write_outcome(
     stage: str | None,
     stopped: str | None,
     budget: BudgetConfig,
+    dry_run: bool = False,
     requests: int,
     seconds: float,
 ) -> dict[str, Any]:
@@ -88,6 +89,7 @@ def write_outcome(
     outcome = {
         "run_id": run.run_id,
         "mode": mode,
+        "dry_run": dry_run,
         "error": described,
         "stopped": stopped,
         "started_at": before.get("started_at") or iso(started),

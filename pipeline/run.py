@@ -334,6 +334,7 @@ class Runner:
             stage=next((s for s in STAGES if s not in attempt.stages), None),
             stopped=attempt.stopped,
             budget=self.job.budget,
+            dry_run=self.dry_run,
             requests=requests,
             seconds=seconds,
         )

@@ -231,7 +231,8 @@ async def _load(job: JobConfig, run: RunInfo, progress: Progress, api: _Api) -> 
 @dataclass(frozen=True)
 class ReportShown:
     """What `aigw-feedback report` prints, and its exit code: 0 when the run succeeded (every
-    planned change applied and verified, or nothing to do), else 1 (the report says why)."""
+    planned change applied and verified, nothing to do, or a dry run's plan), else 1 (the report
+    says why)."""
 
     run_id: str
     text: str  # printed as is (it ends with its own newline)
@@ -271,4 +272,4 @@ def show_report(
         text = f"{result.paths['html']}\n"
     else:
         text = result.texts[fmt]
-    return ReportShown(result.run_id, text, result.ok, dict(result.paths))
+    return ReportShown(result.run_id, text, result.exit_code == 0, dict(result.paths))

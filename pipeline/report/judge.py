@@ -41,7 +41,8 @@ def judge(
     outcome: Mapping[str, Any] | None = None,
     inbox: list[dict[str, Any]] | None = None,
 ) -> tuple[str, list[str]]:
-    """ok | nothing_to_do | partial | failed, and the reasons in plain words, the cause first."""
+    """ok | nothing_to_do | partial | failed (dry_run for a dry run's plan), and the reasons in
+    plain words, the cause first."""
     outcome = outcome or {}
     causes: list[str] = []
     error = outcome_error(outcome)
@@ -55,6 +56,8 @@ def judge(
         )  # fmt: skip
     causes += [_inbox_text(f) for f in inbox or [] if f.get("status") != "applied"]
     causes += [f"a labeler failed: {e}" for e in (results.label.errors if results.label else ())]
+    if outcome.get("dry_run") and results.load is None and error is None and not stopped:
+        return "dry_run", causes  # planned on purpose, nothing meant to be written yet
     status, undone = _changes(results, job, stopped_known=bool(stopped))
     if error is not None:
         applied = results.load.patched if results.load else 0
@@ -73,7 +76,7 @@ def exit_code(status: str, error: Mapping[str, Any] | None) -> int:
     when it succeeded and 1 when it did not (the report says which changes)."""
     if error is not None and isinstance(error.get("exit_code"), int):
         return int(error["exit_code"])
-    return 0 if status in OK_STATUSES else 1
+    return 0 if status in (*OK_STATUSES, "dry_run") else 1
 
 
 def _changes(

@@ -159,3 +159,21 @@ def test_report_of_an_unknown_run_is_a_usage_error_and_creates_nothing(tmp_path:
     again = invoke(["report", "20261102T011500Z-nightly-0000", "--data-dir", str(missing)])
     assert again.exit_code == 2
     assert list(missing.iterdir()) == []
+
+
+def test_report_of_a_dry_run_says_dry_run_and_exits_0(tmp_path: Path) -> None:
+    """A dry run's plan re-rendered with `report` is a dry run, not "partial: load did not run"."""
+    with emulator(days=1) as emu:
+        job = write_job(tmp_path, emu.base_url)
+        dry = invoke(
+            ["run", str(job), "--window", str(D0.date()), "--dry-run", "-q"], emu.edit_token
+        )
+    assert dry.exit_code == 0, dry.output
+    (run_dir,) = (tmp_path / "data" / "runs").iterdir()
+    shown = invoke(
+        ["report", run_dir.name, "--format", "json", "--data-dir", str(tmp_path / "data")]
+    )
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.stdout)
+    assert data["status"] == "dry_run"
+    assert data["problems"] == []
