@@ -4,9 +4,14 @@ Routes under ``/client/v4/accounts/{account_id}/ai-gateway/gateways/{gateway_id}
 one, PATCH feedback, DELETE by filters, and the raw ``/request`` / ``/response`` bodies. Every API
 request goes through one pipeline, in the order a client would notice it:
 
-    latency -> rate limit (per token; headers on every answer) -> Authorization format (6003)
+    latency -> per-IP limit (optional, 429 1015) -> rate limit (per token; headers on every
+    answer) -> per-account limiter (optional, 429 10040) -> Authorization format (6003)
     -> token and scope (403 10000) -> injected 5xx / dropped connection -> the operation
     -> (maybe) a connection dropped after the write was applied
+
+Edge shapes follow Cloudflare: an unknown route is 404 code 7003, a method a route lacks (POST on
+``/logs``) 405, ``/logs/`` works like ``/logs``, an account the store does not know is 403 code
+10000, success envelopes carry ``errors: []`` and ``messages: []``.
 
 Handlers are ``async`` but call SQLite directly: a query takes far less than a thread hop would.
 Admin routes live under ``/__emulator/`` (see ``admin.py``). ``create_app`` is the one entry point;
@@ -43,6 +48,9 @@ _GATEWAY_RE = re.compile(r"^[a-z0-9_]+(?:-[a-z0-9_]+)*$")
 _BEARER_RE = re.compile(r"^Bearer ([A-Za-z0-9._~+/=-]+)$", re.IGNORECASE)
 
 Operation = Callable[[Request, int], Awaitable[Response]]
+# Routes answered without looking at the token: no such route (404 7003), no such method (405).
+_UNROUTED = frozenset({"unknown", "method"})
+_SUCCESS_HEAD = '{"success":true,"errors":[],"messages":[],'
 
 
 class _Api:
@@ -74,6 +82,13 @@ class _Api:
         if delay > 0:
             await self.sleep(delay)
 
+        if settings.ip_limit_per_second > 0:
+            ip = control.ip_limiter.hit(_client_host(request), settings.ip_limit_per_second, 1.0, 0)
+            if not ip.allowed:
+                return responses.json_response(
+                    responses.IP_LIMITED_BODY, 429, {"retry-after": str(ip.retry_after)}
+                )
+
         token, problem = _credentials(request)
         key = token if token is not None else f"anonymous:{_client_host(request)}"
         decision = control.limiter.hit(
@@ -83,16 +98,24 @@ class _Api:
             settings.effective_block_seconds,
         )
         headers = ratelimit_headers(
-            decision, settings.rate_limit_requests, settings.rate_limit_window
+            decision,
+            settings.rate_limit_requests,
+            settings.rate_limit_window,
+            policy=settings.ratelimit_policy_name,
+            legacy=settings.legacy_ratelimit_headers,
         )
         try:
             if not decision.allowed:
                 response = responses.json_response(responses.RATE_LIMITED_BODY, 429)
+            elif not self._account_allows(request):
+                response = responses.json_response(responses.ACCOUNT_LIMITED_BODY, 429)
+                headers["retry-after"] = str(settings.account_limit_retry_after)
             elif problem is not None:
                 raise problem
             else:
                 scope = settings.tokens.get(token) if token is not None else None
-                if route != "unknown" and (scope is None or (write and scope != "edit")):
+                routed = route not in _UNROUTED
+                if routed and (scope is None or (write and scope != "edit")):
                     raise responses.auth_error()
                 fault = faults.server_error(settings)
                 if fault is not None:
@@ -111,9 +134,24 @@ class _Api:
         response.headers.update(headers)
         return response
 
+    def _account_allows(self, request: Request) -> bool:
+        """The optional per-account limiter (a 429 code 10040 when it refuses)."""
+        settings = self.control.settings
+        account_id = request.path_params.get("account_id")
+        if settings.account_limit_requests <= 0 or account_id is None:
+            return True
+        return self.control.account_limiter.hit(
+            str(account_id).lower(),
+            settings.account_limit_requests,
+            settings.account_limit_window,
+            0,
+        ).allowed
+
     def _gateway(self, request: Request, route: str) -> int:
         if route == "unknown":
             raise responses.no_route()
+        if route == "method":
+            raise responses.method_not_allowed()
         params = request.path_params
         account_id, gateway_id = params["account_id"], params["gateway_id"]
         if not _ACCOUNT_RE.match(account_id):
@@ -124,6 +162,8 @@ class _Api:
             )
         gw = self.store.gateway_key(account_id, gateway_id)
         if gw is None:
+            if not self.store.has_account(account_id):
+                raise responses.auth_error()  # Cloudflare: the token cannot see that account
             raise responses.not_found()
         return gw
 
@@ -143,7 +183,14 @@ class _Api:
         total = self.store.gw_count(gw, query.where)
         offset = (query.page - 1) * query.per_page
         entries = (
-            self.store.gw_entries_json(gw, query.where, query.order_sql, query.per_page, offset)
+            self.store.gw_entries_json(
+                gw,
+                query.where,
+                query.order_sql,
+                query.per_page,
+                offset,
+                feedback=settings.list_feedback,
+            )
             if offset < total
             else "[]"
         )
@@ -156,7 +203,7 @@ class _Api:
         if query.meta_info:
             info.update(self.store.gw_aggregates(gw, query.where))
         # The entries are JSON already (rendered by SQLite); only the envelope is assembled here.
-        body = f'{{"success":true,"result":{entries},"result_info":{_dumps(info)}}}'
+        body = f'{_SUCCESS_HEAD}"result":{entries},"result_info":{_dumps(info)}}}'
         return Response(body.encode(), media_type="application/json")
 
     async def get_log(self, request: Request, gw: int) -> Response:
@@ -164,7 +211,7 @@ class _Api:
         entry = self.store.gw_detail_json(gw, request.path_params["log_id"])
         if entry is None:
             raise responses.not_found()
-        body = f'{{"success":true,"result":{entry}}}'
+        body = f'{_SUCCESS_HEAD}"result":{entry}}}'
         return Response(body.encode(), media_type="application/json")
 
     async def patch_log(self, request: Request, gw: int) -> Response:
@@ -183,16 +230,20 @@ class _Api:
         elif not self.store.gw_patch(gw, log_id, changes):
             raise responses.not_found()
         control.stats.patches[log_id] += 1
-        return responses.json_response({"success": True, "result": {}})
+        return responses.json_response(responses.success({}))
 
     async def delete_logs(self, request: Request, gw: int) -> Response:
         try:
             query = parse_delete_query(request.query_params)
         except QueryError as exc:
             raise responses.bad_request(str(exc)) from None
+        if not query.where.sql and not self.control.settings.delete_without_filters:
+            raise responses.bad_request(
+                "filters: a DELETE needs at least one filter; refusing to delete every log"
+            )
         self.control.apply_due_writes()
         self.store.gw_delete_where(gw, query.where, query.order_sql, query.limit)
-        return responses.json_response({"success": True})
+        return responses.json_response(responses.success())
 
     async def log_request(self, request: Request, gw: int) -> Response:
         return self._body(request, gw, "request")
@@ -208,6 +259,9 @@ class _Api:
 
     async def unknown(self, request: Request, gw: int) -> Response:
         raise responses.no_route()
+
+    async def wrong_method(self, request: Request, gw: int) -> Response:
+        raise responses.method_not_allowed()
 
 
 def _dumps(value: Any) -> str:
@@ -267,19 +321,41 @@ def create_app(
     control = EmulatorControl(settings, store, clock)
     api = _Api(control, sleep)
 
-    def route(path: str, name: str, method: str, op: Operation, *, write: bool = False) -> Route:
+    def route(
+        path: str, name: str, method: str | list[str], op: Operation, *, write: bool = False
+    ) -> Route:
         async def endpoint(request: Request) -> Response:
             return await api.handle(request, name, write, op)
 
-        return Route(path, endpoint, methods=[method], name=f"logs-{name}")
+        methods = [method] if isinstance(method, str) else method
+        return Route(path, endpoint, methods=methods, name=f"logs-{name}")
 
     routes = [
         route(PREFIX, "list", "GET", api.list_logs),
         route(PREFIX, "delete", "DELETE", api.delete_logs, write=True),
+        # Cloudflare answers `/logs/` like `/logs`.
+        route(PREFIX + "/", "list", "GET", api.list_logs),
+        route(PREFIX + "/", "delete", "DELETE", api.delete_logs, write=True),
         route(PREFIX + "/{log_id}", "get", "GET", api.get_log),
         route(PREFIX + "/{log_id}", "patch", "PATCH", api.patch_log, write=True),
         route(PREFIX + "/{log_id}/request", "request", "GET", api.log_request),
         route(PREFIX + "/{log_id}/response", "response", "GET", api.log_response),
+        # A method the route lacks is 405 (POST on /logs), not "no route".
+        route(PREFIX, "method", ["POST", "PUT", "PATCH"], api.wrong_method),
+        route(PREFIX + "/", "method", ["POST", "PUT", "PATCH"], api.wrong_method),
+        route(PREFIX + "/{log_id}", "method", ["POST", "PUT", "DELETE"], api.wrong_method),
+        route(
+            PREFIX + "/{log_id}/request",
+            "method",
+            ["POST", "PUT", "PATCH", "DELETE"],
+            api.wrong_method,
+        ),
+        route(
+            PREFIX + "/{log_id}/response",
+            "method",
+            ["POST", "PUT", "PATCH", "DELETE"],
+            api.wrong_method,
+        ),
         *admin_routes(control),
     ]
     unknown = route("/client/v4/{rest:path}", "unknown", "GET", api.unknown)

@@ -72,6 +72,8 @@ class EmulatorControl:
         self.store = store
         self.clock = clock
         self.limiter = SlidingWindowLimiter(clock)
+        self.account_limiter = SlidingWindowLimiter(clock)  # the optional second limiter (10040)
+        self.ip_limiter = SlidingWindowLimiter(clock)  # the optional per-IP limit (1015)
         self.faults = FaultInjector(settings.seed)
         self.pending = PendingWrites()
         self.stats = Stats()
@@ -96,6 +98,8 @@ class EmulatorControl:
         self.stats = Stats()
         self.stats.in_flight = in_flight
         self.limiter.reset()
+        self.account_limiter.reset()
+        self.ip_limiter.reset()
         self.faults.reseed(self.settings.seed)
 
     def apply_due_writes(self) -> None:
@@ -103,7 +107,15 @@ class EmulatorControl:
             self.pending.apply_due(self.store, self.clock())
 
     def snapshot(self) -> dict[str, Any]:
-        return self.stats.snapshot(self.limiter.rejected, len(self.pending))
+        """The statistics; ``rate_limited`` counts the per-token limit's 429s (code 971) and
+        ``rate_limited_by`` every limiter's: ``token``, ``account`` (10040) and ``ip`` (1015)."""
+        snap = self.stats.snapshot(self.limiter.rejected, len(self.pending))
+        snap["rate_limited_by"] = {
+            "token": self.limiter.rejected,
+            "account": self.account_limiter.rejected,
+            "ip": self.ip_limiter.rejected,
+        }
+        return snap
 
     def patches(self) -> dict[str, Any]:
         """PATCH requests accepted per log id: ``{"total": N, "by_log": {id: count}}``."""

@@ -149,7 +149,8 @@ def churn(
     if settings.churn_insert_per_list and bounds is not None:
         low, high = bounds
         logs = [
-            make_log(rng, rng.randint(low, high)) for _ in range(settings.churn_insert_per_list)
+            make_log(rng, rng.randint(low, high), settings.log_ids)
+            for _ in range(settings.churn_insert_per_list)
         ]
         store.gw_insert(gw, logs)
         inserted = [log["id"] for log in logs]

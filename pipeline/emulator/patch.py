@@ -1,6 +1,6 @@
 """PATCH body validation: what the API accepts, and a 400 saying exactly what is wrong otherwise.
 
-All fields are optional. ``feedback`` is a number in [-1, 1] or null, ``score`` a number in
+All fields are optional; unknown fields are ignored, as Cloudflare ignores them. ``feedback`` is a number in [-1, 1] or null, ``score`` a number in
 [0, 100] or null, ``metadata`` a flat map of string -> string | number | boolean (at most 5 entries,
 like request-time metadata) or null. Metadata REPLACES the stored map — the reference's assumption,
 since Cloudflare does not document merge vs replace.
@@ -30,10 +30,6 @@ def parse_patch(body: bytes) -> dict[str, Any]:
         raise PatchError(f"request body is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise PatchError("request body must be a JSON object with feedback, score or metadata")
-    unknown = sorted(set(data) - set(ALLOWED_FIELDS))
-    if unknown:
-        names = ", ".join(repr(u) for u in unknown)
-        raise PatchError(f"unknown field {names}; allowed: {', '.join(ALLOWED_FIELDS)}")
     changes: dict[str, Any] = {}
     if "feedback" in data:
         changes["feedback"] = _number_or_null("feedback", data["feedback"], -1, 1)

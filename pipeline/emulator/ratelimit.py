@@ -73,12 +73,27 @@ def _whole(seconds: float) -> int:
     return max(1, math.ceil(seconds - 1e-9))
 
 
-def headers(decision: Decision, quota: int, window: float) -> dict[str, str]:
-    """The rate-limit headers for one answer."""
+def headers(
+    decision: Decision,
+    quota: int,
+    window: float,
+    *,
+    policy: str = "default",
+    legacy: bool = False,
+) -> dict[str, str]:
+    """The rate-limit headers for one answer.
+
+    ``policy`` is the name in both headers (Cloudflare's vary: ``"default"``, ``"burst"``);
+    ``legacy`` adds the older ``x-ratelimit-limit``, ``-remaining`` and ``-reset`` (seconds).
+    """
     out = {
-        "ratelimit": f'"default";r={decision.remaining};t={decision.reset_seconds}',
-        "ratelimit-policy": f'"default";q={quota};w={_window_text(window)}',
+        "ratelimit": f'"{policy}";r={decision.remaining};t={decision.reset_seconds}',
+        "ratelimit-policy": f'"{policy}";q={quota};w={_window_text(window)}',
     }
+    if legacy:
+        out["x-ratelimit-limit"] = str(quota)
+        out["x-ratelimit-remaining"] = str(decision.remaining)
+        out["x-ratelimit-reset"] = str(decision.reset_seconds)
     if not decision.allowed:
         out["retry-after"] = str(decision.retry_after)
     return out

@@ -1,8 +1,11 @@
 """Cloudflare's envelopes and error bodies, exactly as the reference's tables show them.
 
-Success: ``{"success": true, "result": ...}`` (+ ``result_info`` on list). Errors: 400 with a
-message and ``"result": {}``; 400 code 6003 with ``error_chain`` code 6111 for a malformed
-Authorization header; 403 code 10000; 404 code 7002; 429 code 971.
+Success: ``{"success": true, "errors": [], "messages": [], "result": ...}`` (+ ``result_info`` on
+list), as Cloudflare's envelopes are. Errors: 400 with a message and ``"result": {}``; 400 code 6003
+with ``error_chain`` code 6111 for a malformed Authorization header; 403 code 10000 (also for an
+account the token cannot see); 404 code 7002; 404 code 7003 for an unknown route; 405 for a method
+the route does not have; 429 code 971 (the per-token limit), 10040 (the per-account limiter) and
+1015 (the per-IP limit).
 """
 
 from __future__ import annotations
@@ -66,12 +69,34 @@ def not_found() -> ApiProblem:
     return ApiProblem(404, {"success": False, "errors": [{"code": 7002, "message": "Not Found"}]})
 
 
+def success(result: Any = None, **extra: Any) -> dict[str, Any]:
+    """A success envelope: ``errors`` and ``messages`` empty, as Cloudflare's are."""
+    body: dict[str, Any] = {"success": True, "errors": [], "messages": []}
+    if result is not None:
+        body["result"] = result
+    body.update(extra)
+    return body
+
+
 def no_route() -> ApiProblem:
     return ApiProblem(
         404,
         {
             "success": False,
-            "errors": [{"code": 7000, "message": "No route for that URI"}],
+            "errors": [{"code": 7003, "message": "No route for the URI"}],
+            "messages": [],
+            "result": None,
+        },
+    )
+
+
+def method_not_allowed() -> ApiProblem:
+    """405 for a method the route does not have (e.g. POST on ``/logs``). [assumed body]"""
+    return ApiProblem(
+        405,
+        {
+            "success": False,
+            "errors": [{"code": 10405, "message": "Method not allowed"}],
             "messages": [],
             "result": None,
         },
@@ -96,6 +121,16 @@ def bad_identifier(path: str) -> ApiProblem:
         },
     )
 
+
+ACCOUNT_LIMITED_BODY = {
+    "success": False,
+    "errors": [{"code": 10040, "message": "Rate limited, please retry later"}],
+}
+
+IP_LIMITED_BODY = {
+    "success": False,
+    "errors": [{"code": 1015, "message": "You are being rate limited"}],
+}
 
 RATE_LIMITED_BODY = {
     "success": False,

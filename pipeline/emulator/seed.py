@@ -15,6 +15,7 @@ change when shifting, so analysts' CSV files that name ids keep matching.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import random
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pipeline.emulator.timefmt import ms_to_iso, to_ms
 
@@ -34,6 +35,14 @@ HEAD_CHARS = 512
 DAY_MS = 86_400_000
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+IdFormat = Literal["ulid", "cloudflare", "uuid7", "hex64"]
+"""How generated logs are named: ``ulid`` always (the committed sample's format), ``cloudflare``
+as Cloudflare does since its 2026-10-08 change (UUIDv7 from that day, ULID before), ``uuid7``
+always, or ``hex64`` (64 lowercase hex digits, seen in real payloads)."""
+ID_FORMATS: tuple[str, ...] = get_args(IdFormat)
+UUID7_SINCE = datetime(2026, 10, 8, tzinfo=UTC)
+UUID7_SINCE_MS = int(UUID7_SINCE.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,37 @@ _USER_AGENTS = (
 
 def ulid(ms: int, rng: random.Random) -> str:
     """A 26-character ULID-like id: 48 bits of time, 80 bits from ``rng`` (Crockford base32)."""
-    value = (ms & ((1 << 48) - 1)) << 80 | rng.getrandbits(80)
+    return _ulid_text(ms, rng.getrandbits(80))
+
+
+def log_id(ms: int, rng: random.Random, ids: IdFormat = "ulid") -> str:
+    """An id for a log created at ``ms`` in the format ``ids`` asks for.
+
+    Every format draws the same 80 bits from ``rng``, so the rest of a generated log does not depend
+    on the id format: only the ids differ between, say, a ``ulid`` and a ``cloudflare`` run.
+    """
+    bits = rng.getrandbits(80)
+    if ids == "ulid" or (ids == "cloudflare" and ms < UUID7_SINCE_MS):
+        return _ulid_text(ms, bits)
+    if ids in ("cloudflare", "uuid7"):
+        return uuid7_text(ms, bits)
+    if ids == "hex64":
+        return hashlib.sha256(f"{ms}:{bits:020x}".encode()).hexdigest()
+    raise ValueError(f"unknown id format {ids!r}; expected one of {', '.join(ID_FORMATS)}")
+
+
+def uuid7_text(ms: int, bits: int) -> str:
+    """A lowercase UUIDv7 (RFC 9562): 48 bits of ``ms``, version 7, variant 10, 74 bits of
+    ``bits`` (its top 12 as rand_a, its low 62 as rand_b); 36 characters with dashes."""
+    rand_a = (bits >> 68) & 0xFFF
+    rand_b = bits & ((1 << 62) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _ulid_text(ms: int, bits: int) -> str:
+    value = (ms & ((1 << 48) - 1)) << 80 | bits
     chars = []
     for _ in range(26):
         value, digit = divmod(value, 32)
@@ -167,8 +206,9 @@ def _head(body: Any) -> tuple[str, bool, int]:
     return text[:HEAD_CHARS], len(text) <= HEAD_CHARS, len(text.encode())
 
 
-def make_log(rng: random.Random, created_at_ms: int) -> dict[str, Any]:
-    """One realistic log created at ``created_at_ms``, every random choice drawn from ``rng``."""
+def make_log(rng: random.Random, created_at_ms: int, ids: IdFormat = "ulid") -> dict[str, Any]:
+    """One realistic log created at ``created_at_ms``, every random choice drawn from ``rng``;
+    its id in the format ``ids`` (see ``IdFormat``)."""
     m = rng.choices(_MODELS, weights=_MODEL_WEIGHTS)[0]
     topic = rng.choice(_TOPICS)
     roll = rng.random()
@@ -253,7 +293,7 @@ def make_log(rng: random.Random, created_at_ms: int) -> dict[str, Any]:
             }
 
     log: dict[str, Any] = {
-        "id": ulid(created_at_ms, rng),
+        "id": log_id(created_at_ms, rng, ids),
         "created_at": ms_to_iso(created_at_ms),
         "provider": m.provider,
         "model": m.model,
@@ -345,13 +385,21 @@ def generate_logs(
     seed: int,
     start: datetime | str,
     end: datetime | str,
+    ids: IdFormat = "ulid",
 ) -> list[dict[str, Any]]:
-    """``n`` realistic logs with ``start <= created_at < end``, oldest first; same seed, same logs."""
+    """``n`` realistic logs with ``start <= created_at < end``, oldest first; same seed, same logs.
+
+    ``ids`` picks the id format (see ``IdFormat``). The default stays ``ulid``, the format of the
+    committed sample and its analysts' CSV files; ``cloudflare`` names logs as Cloudflare does now.
+    Only the ids depend on it: every other field is the same for every format.
+    """
     start_ms, end_ms = to_ms(start), to_ms(end)
     if n < 0 or end_ms <= start_ms:
         raise ValueError("need n >= 0 and start < end")
+    if ids not in ID_FORMATS:
+        raise ValueError(f"unknown id format {ids!r}; expected one of {', '.join(ID_FORMATS)}")
     rng = random.Random(seed)
-    return [make_log(rng, ms) for ms in _timestamps(rng, n, start_ms, end_ms)]
+    return [make_log(rng, ms, ids) for ms in _timestamps(rng, n, start_ms, end_ms)]
 
 
 def read_logs_file(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -180,6 +180,12 @@ _ENTRY_TAIL = (
     """ELSE ',"metadata":' || json_quote(logs.metadata) END"""
 )
 _ENTRY_JSON = f"""'{{' || logs.entry_json || {_ENTRY_TAIL} || '}}'"""
+# A list entry without ``feedback`` and ``score`` (``EmulatorSettings.list_feedback`` false).
+_ENTRY_TAIL_BARE = (
+    """CASE WHEN logs.metadata IS NULL THEN '' """
+    """ELSE ',"metadata":' || json_quote(logs.metadata) END"""
+)
+_ENTRY_JSON_BARE = f"""'{{' || logs.entry_json || {_ENTRY_TAIL_BARE} || '}}'"""
 _DETAIL_JSON = f"""'{{' || logs.entry_json || logs.detail_json || {_ENTRY_TAIL} || '}}'"""
 _AGGREGATES_SQL = (
     "min(cost), max(cost), min(duration), max(duration), min(tokens_in), max(tokens_in), "
@@ -251,6 +257,11 @@ class EmulatorStore:
                 self._gateways[(account_id, gateway_id)] = key
             return key
 
+    def has_account(self, account_id: str) -> bool:
+        """Whether any gateway of ``account_id`` exists (an unknown account is a 403)."""
+        with self._lock:
+            return any(account == account_id for account, _ in self._gateways)
+
     def gateway_key(self, account_id: str, gateway_id: str) -> int | None:
         """The integer key of an existing gateway, or None if it was never created."""
         return self._gateways.get((account_id, gateway_id))
@@ -321,16 +332,24 @@ class EmulatorStore:
 
     # -- reads for the API ---------------------------------------------------------------------
     def gw_entries_json(
-        self, gw: int, where: Where, order_sql: str, limit: int, offset: int
+        self,
+        gw: int,
+        where: Where,
+        order_sql: str,
+        limit: int,
+        offset: int,
+        *,
+        feedback: bool = True,
     ) -> str:
         """One page of list entries as JSON array text (API shape: metadata as a JSON string).
 
         The inner query walks only the index (deep offsets stay cheap); the outer one reads the
-        page's rows and renders them.
+        page's rows and renders them. ``feedback`` false leaves ``feedback`` and ``score`` out.
         """
         outer_order = ", ".join(f"logs.{part.strip()}" for part in order_sql.split(","))
+        entry = _ENTRY_JSON if feedback else _ENTRY_JSON_BARE
         sql = (
-            f"SELECT {_ENTRY_JSON} FROM (SELECT pk AS p FROM logs WHERE gw = ? {_and(where)} "
+            f"SELECT {entry} FROM (SELECT pk AS p FROM logs WHERE gw = ? {_and(where)} "
             f"ORDER BY {order_sql} LIMIT ? OFFSET ?) AS page JOIN logs ON logs.pk = page.p "
             f"ORDER BY {outer_order}"
         )

@@ -12,7 +12,10 @@ from collections.abc import Iterator
 import cloudflare
 import pytest
 
-from pipeline.emulator.server import RunningEmulator
+from pipeline.emulator.seed import generate_logs
+from pipeline.emulator.server import RunningEmulator, running_emulator
+from pipeline.emulator.settings import EmulatorSettings
+from tests.conftest import ManualClock
 
 
 @pytest.fixture
@@ -109,3 +112,43 @@ def test_sdk_exceptions_for_403_404_and_429(emulator_server, emulator_logs):
         with pytest.raises(cloudflare.RateLimitError) as limited:
             reader.ai_gateway.logs.get(log_id, **ids)
         assert limited.value.response.headers["retry-after"] == "300"
+
+
+def test_the_sdk_lists_gets_and_edits_uuid7_and_mixed_ids():
+    """Against ULID, UUIDv7 and 64-hex ids together, the SDK pages, gets and edits every kind."""
+    logs = generate_logs(
+        120, seed=21, start="2026-10-06T00:00:00Z", end="2026-10-10T00:00:00Z", ids="cloudflare"
+    ) + generate_logs(
+        15, seed=22, start="2026-10-06T00:00:00Z", end="2026-10-10T00:00:00Z", ids="hex64"
+    )
+    kinds = {"ulid": 0, "uuid7": 0, "hex64": 0}
+    for log in logs:
+        log_id = str(log["id"])
+        kinds["uuid7" if len(log_id) == 36 else "hex64" if len(log_id) == 64 else "ulid"] += 1
+    assert all(kinds.values()), kinds
+    clock = ManualClock()
+    with (
+        running_emulator(EmulatorSettings(), logs=logs, clock=clock, sleep=clock.sleep) as server,
+        cloudflare.Cloudflare(
+            api_token=server.edit_token, base_url=server.base_url, max_retries=0
+        ) as sdk,
+    ):
+        ids = {"account_id": server.account_id, "gateway_id": server.gateway_id}
+        listed = list(
+            sdk.ai_gateway.logs.list(server.gateway_id, account_id=server.account_id, per_page=50)
+        )
+        assert sorted(log.id for log in listed) == sorted(str(log["id"]) for log in logs)
+        samples = {
+            kind: next(str(log["id"]) for log in logs if len(str(log["id"])) == length)
+            for kind, length in (("ulid", 26), ("uuid7", 36), ("hex64", 64))
+        }
+        for log_id in samples.values():
+            sdk.ai_gateway.logs.edit(log_id, feedback=-1, score=5, **ids)
+            fetched = sdk.ai_gateway.logs.get(log_id, **ids).to_dict()
+            assert (fetched["id"], fetched["feedback"], fetched["score"]) == (log_id, -1, 5)
+        by_id = json.dumps([{"key": "id", "operator": "eq", "value": [samples["uuid7"]]}])
+        page = sdk.ai_gateway.logs.list(
+            server.gateway_id, account_id=server.account_id, extra_query={"filters": by_id}
+        )
+        assert [log.id for log in page.result] == [samples["uuid7"]]
+        assert server.control.patches()["total"] == 3
