@@ -231,4 +231,41 @@ def demo_command(
     sys.exit(result.exit_code)
 
 
-COMMANDS = [run_command, backfill_command, runs_command, demo_command]
+@click.command("check")
+@click.argument("job_file", metavar="JOB", type=click.Path(dir_okay=False))
+@click.option(
+    "--write-probe",
+    is_flag=True,
+    help="Prove AI Gateway Edit with one PATCH that rewrites the newest log's feedback to the "
+    "value it already has.",
+)
+@job_options
+@output_options
+@click.pass_context
+def check_command(ctx: click.Context, /, job_file: str, write_probe: bool, **options: Any) -> None:
+    """Preflight a job: token, gateway, bucket, volume, nightly cost. Writes nothing.
+
+    Spends two requests (three with --write-probe): says whether the token is accepted and the
+    gateway exists, the bucket's quota and what remains (and whether someone else uses it), how
+    many logs the gateway holds and how old the newest is (days old: probably Cloudflare's new
+    logging, or logging off), and what a nightly run costs at the last day's volume. Exit codes
+    as for run: 0 fine, 1 something needs a look, 2 no such gateway, 3 token refused.
+
+    \b
+    Examples:
+      aigw-feedback check jobs/nightly.toml
+      aigw-feedback check jobs/nightly.toml --write-probe
+      aigw-feedback check jobs/nightly.toml --log-format json
+    """
+    import asyncio
+
+    from pipeline.check import check
+
+    setup_output(ctx, **pop_output(options))
+    job = job_with_overrides(job_file, **options)
+    result = asyncio.run(check(job, write_probe=write_probe))
+    echo_result(ctx, result)
+    sys.exit(result.exit_code)
+
+
+COMMANDS = [run_command, backfill_command, runs_command, check_command, demo_command]

@@ -100,6 +100,9 @@ class ClientStats:
     rate_limited: int = 0
     retries: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
+    # The rate-limit headers of the latest answer (Ratelimit, Ratelimit-Policy, x-ratelimit-*),
+    # for `aigw-feedback check` to say what the bucket holds.
+    limit_headers: dict[str, str] = field(default_factory=dict)
 
 
 def bearer_header(gateway: GatewayConfig) -> str:
@@ -267,6 +270,9 @@ class LogsClient:
                     f"{method} {self.gateway.gateway_id} logs{path}: {type(exc).__name__}: {exc}"
                 ) from None
             self.stats.by_status[response.status_code] += 1
+            self.stats.limit_headers = {
+                k: v for k, v in response.headers.items() if "ratelimit" in k.lower()
+            }
             self.budget.observe(response.status_code, response.headers)
         return self._parse(method, path, response)
 
