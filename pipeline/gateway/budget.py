@@ -1,20 +1,35 @@
 """The request budget: one pace for every request a job makes, shared by every process on one token.
 
 Cloudflare allows 1200 requests per 5 minutes per token and blocks the token for 5 minutes when that
-is exceeded, so a 429 costs far more than waiting. Before each request ``slot()`` waits until all of
-these hold:
+is exceeded, so a 429 costs far more than waiting. Two limits apply: the job's own
+(``requests_per_period`` per ``period``) and the server's policy (``q`` requests per ``w`` seconds,
+from ``Ratelimit-Policy``; until one is seen the job's own is taken for it). Each is a rate and a
+window. Before each request ``slot()`` waits until all of these hold:
 
 * no 429 pause is running (a 429 pauses every worker of every process until Retry-After has passed);
-* the pace: a GCRA token bucket at ``requests_per_period * headroom / period`` per second, with a
-  burst of ``concurrency`` requests;
-* the window: fewer than ``requests_per_period * headroom`` requests (minus what others are seen to
-  use, below) were sent on this token in the last ``period`` seconds, by any process;
+* the pace: a GCRA token bucket at the lower of ``requests_per_period * headroom / period`` and
+  ``q * headroom / w`` per second, minus what others are seen to use (below), and never faster
+  than each window can carry (its cap per window plus the recent round trip, so the sends stay
+  evenly spaced instead of filling the window and stopping), with a burst of ``concurrency``
+  requests;
+* the windows: fewer than ``requests_per_period * headroom`` requests in the last ``period``
+  seconds, and fewer than ``min(q - 1, q * headroom)`` (minus what others use) in the last ``w``
+  seconds, by any process on this token. A request stays in a window until ``w`` seconds after its
+  answer came back (the server may have counted it as late as that), so the budget knows exactly
+  when each slot frees, and waits for just that; one request of the server's quota is kept as a
+  safety, so even at headroom 1.0 no request should be refused;
+* at most 200 requests leave this machine in any second, whatever the token (Cloudflare's per-IP
+  limit);
 * fewer than ``concurrency`` of this process's requests are in flight.
 
-``observe()`` learns from each response. ``Ratelimit-Policy`` lowers the quota when the server's is
-smaller than the configured one. ``Ratelimit: "default";r=<remaining>;t=<reset>`` is compared with
-what should remain given our own recent requests: when fewer remain, someone else is using the token
-(the dashboard, another host) and the window and the pace shrink by that much.
+``observe()`` learns from each response. ``Ratelimit-Policy: "<name>";q=<quota>;w=<window>`` (any
+policy name; the older ``x-ratelimit-limit`` when it is absent) sets the server's policy.
+``Ratelimit: "<name>";r=<remaining>;t=<reset>`` (or ``x-ratelimit-remaining``/``-reset``) is compared
+with what should remain given our own requests that the server may still count: when fewer remain,
+someone else is using the token (the dashboard, another host) and the window and the pace shrink by
+that much for one window. ``r=0`` alone pauses nothing when our own requests explain it (our windows
+already hold the next request until our oldest one ages out); only when others fill the server's
+window too does the budget pause for the server's (whole-second, rounded up) reset ``t``.
 
 The shared state lives in a small SQLite file (default ``~/.cache/aigw-feedback/budget.sqlite``),
 keyed by a hash of the base URL and the token, never the token itself. Clock and sleep are injected:
@@ -24,10 +39,11 @@ tests prove the pacing without sleeping.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import contextvars
 import hashlib
 import math
-import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -40,12 +56,17 @@ from pipeline.errors import BudgetExhausted
 from pipeline.gateway.retry import retry_after
 
 MAX_PAUSE_SECONDS = 7200.0
+MAX_PER_SECOND_PER_IP = 200.0  # Cloudflare's per-client-IP limit; it cannot be raised
+MAX_FLIGHT_SECONDS = 120.0  # a request with no recorded answer (a crashed process) counts this long
+EPOCH_RESET = 1_000_000_000.0  # an x-ratelimit-reset above this is a Unix time, not seconds
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-_RATELIMIT = re.compile(r"\br\s*=\s*(\d+).*?\bt\s*=\s*(\d+(?:\.\d+)?)")
-_POLICY = re.compile(r"\bq\s*=\s*(\d+).*?\bw\s*=\s*(\d+(?:\.\d+)?)")
+# When this task's current request was granted: the server counted it no earlier than that.
+_SENT_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "budget_sent_at", default=None
+)
 
 
 def default_state_path() -> Path:
@@ -57,6 +78,98 @@ def budget_key(base_url: str, token: str) -> str:
     """The shared-state key: one budget per (API, token). A hash, so the file never holds the token."""
     digest = hashlib.sha256(f"aigw-feedback budget\n{base_url}\n{token}".encode())
     return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A rate limit: at most ``quota`` requests in any ``window`` seconds."""
+
+    quota: float
+    window: float
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What try_acquire enforces: (seconds, most requests in any such seconds) and a pace."""
+
+    windows: tuple[tuple[float, float], ...]
+    rate: float
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one response says: the policy (if any), and remaining/reset (if given)."""
+
+    policy: Policy | None
+    remaining: float | None
+    reset: float | None
+
+
+def _items(value: str) -> list[tuple[str, dict[str, float]]]:
+    """Structured-field list items: ``"name";k=v;k=v, "other";k=v`` -> [(name, {k: v})]."""
+    out: list[tuple[str, dict[str, float]]] = []
+    for part in value.split(","):
+        fields = [f.strip() for f in part.split(";") if f.strip()]
+        if not fields:
+            continue
+        name = ""
+        if "=" not in fields[0]:
+            name = fields.pop(0).strip('"')
+        params: dict[str, float] = {}
+        for field in fields:
+            key, _, number = field.partition("=")
+            with contextlib.suppress(ValueError):
+                params[key.strip().lower()] = float(number.strip().strip('"'))
+        out.append((name, params))
+    return out
+
+
+def _first_number(value: str | None) -> float | None:
+    if not value:
+        return None
+    head = value.split(",")[0].split(";")[0].strip()
+    try:
+        return float(head)
+    except ValueError:
+        return None
+
+
+def read_limits(headers: Mapping[str, str], *, now: float, default_window: float) -> ServerLimits:
+    """The server's rate-limit headers, whatever the policy is called, old headers included.
+
+    ``Ratelimit``/``Ratelimit-Policy`` win; without them ``x-ratelimit-limit`` (a quota, with
+    ``w=`` if given, else the job's own period), ``x-ratelimit-remaining`` and ``x-ratelimit-reset``
+    (seconds, or a Unix time) are read.
+    """
+    policy: Policy | None = None
+    policies = [
+        (name, p)
+        for name, p in _items(headers.get("ratelimit-policy", ""))
+        if "q" in p and "w" in p
+    ]
+    states = [(name, p) for name, p in _items(headers.get("ratelimit", "")) if "r" in p]
+    state = states[0] if states else None
+    if policies:
+        # The policy the Ratelimit item names, else the tightest one given.
+        named = [p for name, p in policies if state is not None and name == state[0]]
+        chosen = named[0] if named else min((p for _, p in policies), key=lambda p: p["q"] / p["w"])
+        if chosen["w"] > 0 and chosen["q"] > 0:
+            policy = Policy(chosen["q"], chosen["w"])
+    remaining = reset = None
+    if state is not None:
+        remaining, reset = state[1]["r"], state[1].get("t")
+    if policy is None:
+        limit = _first_number(headers.get("x-ratelimit-limit"))
+        if limit is not None and limit > 0:
+            extra = _items(headers.get("x-ratelimit-limit", ""))
+            window = next((p["w"] for _, p in extra if p.get("w", 0) > 0), default_window)
+            policy = Policy(limit, window)
+    if state is None:
+        remaining = _first_number(headers.get("x-ratelimit-remaining"))
+        reset = _first_number(headers.get("x-ratelimit-reset"))
+        if reset is not None and reset > EPOCH_RESET:
+            reset = max(0.0, reset - now)
+    return ServerLimits(policy, remaining, reset)
 
 
 @dataclass
@@ -91,8 +204,9 @@ class Budget:
         self.sleep = sleep
         self.stats = BudgetStats()
         self.started_at = clock()
-        self._quota = float(config.requests_per_period)
-        self._period = float(config.period_seconds)
+        self._own = Policy(float(config.requests_per_period), float(config.period_seconds))
+        self._server: Policy | None = None
+        self._round_trips: collections.deque[float] = collections.deque(maxlen=32)
         self._in_flight = 0
         self._waiters: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -106,55 +220,77 @@ class Budget:
     # -- the limits ----------------------------------------------------------------------------
 
     @property
-    def rate_per_second(self) -> float:
-        """The pace when nobody else uses the token (the server's policy wins if it is lower)."""
-        return self.window_cap / self._period
+    def policy(self) -> Policy:
+        """The server's limit: its Ratelimit-Policy once seen, until then the job's own."""
+        return self._server or self._own
 
     @property
-    def window_cap(self) -> float:
-        return max(1.0, math.floor(self._quota * self.config.headroom))
+    def rate_per_second(self) -> float:
+        """The pace when nobody else uses the token: the lower of the job's and the server's."""
+        return self._limits(0.0, 0.0).rate
 
-    def _caps(self, foreign: float) -> tuple[float, float]:
-        """(requests allowed per period, pace per second) after what others use of the token."""
-        cap = max(1.0, self.window_cap - foreign)
-        return cap, cap / self._period
+    def _paced(self, foreign: float) -> Limits:
+        return self._limits(foreign, max(self._round_trips, default=0.0))
+
+    def _limits(self, foreign: float, round_trip: float) -> Limits:
+        """The windows and the pace after what others are seen to use of the server's window.
+
+        A request holds its slot from when it is sent until a window after its answer, so a window
+        carries at most ``cap`` requests per ``window + round_trip`` seconds; pacing at that (not
+        faster, then stopping when the window is full) keeps the sends evenly spaced.
+        """
+        headroom = self.config.headroom
+        own, server = self._own, self.policy
+        own_cap = max(1.0, math.floor(own.quota * headroom))
+        # One request of the server's quota is a safety: others' use is only known to within one.
+        server_cap = max(1.0, min(server.quota - 1, math.floor(server.quota * headroom)) - foreign)
+        server_rate = min(
+            max(1.0, server.quota * headroom - foreign) / server.window,
+            server_cap / (server.window + round_trip),
+        )
+        own_rate = min(own.quota * headroom / own.window, own_cap / (own.window + round_trip))
+        return Limits(
+            ((own.window, own_cap), (server.window, server_cap)), min(own_rate, server_rate)
+        )
 
     # -- RequestBudget -------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        await self._enter()
+        row = await self._enter()
         try:
             yield
         finally:
-            await self._leave()
+            await self._leave(row)
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         now = self.clock()
-        policy = _POLICY.search(headers.get("ratelimit-policy", ""))
-        if policy:
-            quota, period = float(policy.group(1)), float(policy.group(2))
-            if period > 0 and quota / period < self._quota / self._period:
-                self._quota, self._period = quota, period
+        seen = read_limits(headers, now=now, default_window=self._own.window)
+        if seen.policy is not None:
+            self._server = seen.policy
         if status == 429:
             self.stats.rate_limited += 1
             self._db.pause_until(now + retry_after(headers))
             return
-        limit = _RATELIMIT.search(headers.get("ratelimit", ""))
-        if not limit:
+        if seen.remaining is None:
             return
-        remaining, reset = float(limit.group(1)), float(limit.group(2))
-        ours = self._db.sent_since(now - self._period)
-        # What would remain if only we used the token. Our requests still in flight may not be
-        # counted by the server yet, so the difference never overstates what others use; one
-        # request of slack covers our window edge and the server's not lining up exactly.
-        expected = self._quota - ours
-        foreign = max(0.0, expected - remaining - 1)
+        remaining, reset = seen.remaining, seen.reset or 0.0
+        limit = self.policy
+        # Our requests the server may still count: it counted this answer's request no earlier than
+        # we sent it, and each of ours no later than its answer came back.
+        sent_at = _SENT_AT.get()
+        since = (now if sent_at is None or sent_at > now else sent_at) - limit.window
+        ours = self._db.counted_since(since, now)
+        # What would remain if only we used the token. Ours in flight may not be counted by the
+        # server yet, so the difference never overstates what others use; one request of slack
+        # covers the server's window and ours not lining up exactly.
+        foreign = max(0.0, limit.quota - ours - remaining - 1)
         if foreign > 0:
             self.stats.slowdowns += 1
         self._db.set_foreign(foreign, now)
-        if remaining <= 0 and reset > 0:
-            # Nothing left whatever the reason: the next request would be a 429. Let it roll on.
+        if remaining <= 0 and reset > 0 and foreign > 0:
+            # Others fill the server's window too: only its reset says when a slot frees. (When our
+            # own requests explain r=0, our windows already wait for exactly the oldest of them.)
             self._db.pause_until(now + reset)
 
     def stop(self, reason: str) -> None:
@@ -197,7 +333,7 @@ class Budget:
             self._waiters, self._loop, self._in_flight = asyncio.Condition(), loop, 0
         return self._waiters
 
-    async def _enter(self) -> None:
+    async def _enter(self) -> int:
         cond = self._condition()
         async with cond:
             await cond.wait_for(lambda: self._in_flight < self.config.concurrency)
@@ -207,8 +343,11 @@ class Budget:
             while True:
                 now = self.clock()
                 self._check_caps(now, 0.0)
-                wait, paused = self._db.try_acquire(
-                    now, self._period, self._caps, burst=self.config.concurrency
+                wait, paused, row = self._db.try_acquire(
+                    now,
+                    self._paced,
+                    foreign_for=self.policy.window,
+                    burst=self.config.concurrency,
                 )
                 if wait <= 0:
                     break
@@ -218,16 +357,24 @@ class Budget:
                 if paused:
                     self.stats.paused_seconds += wait
                 await self._sleep_unless_stopped(wait)
+            _SENT_AT.set(now)
             self.stats.waits += waited
             self.stats.requests += 1
             if self.stats.first_at is None:
                 self.stats.first_at = now
             self.stats.last_at = now
+            return row
         except BaseException:
-            await self._leave()
+            await self._leave(None)
             raise
 
-    async def _leave(self) -> None:
+    async def _leave(self, row: int | None) -> None:
+        if row is not None:
+            answered = self.clock()
+            self._db.answered(row, answered)
+            sent_at = _SENT_AT.get()
+            if sent_at is not None and 0 <= answered - sent_at <= MAX_FLIGHT_SECONDS:
+                self._round_trips.append(answered - sent_at)
         cond = self._condition()
         async with cond:
             self._in_flight -= 1
@@ -266,8 +413,13 @@ class Budget:
                 )
 
 
+# When a request stops counting: its answer's time, or (no answer recorded) long after it was sent.
+_COUNTED_UNTIL = f"coalesce(done, t + {MAX_FLIGHT_SECONDS})"
+
+
 class _SharedState:
-    """The token's budget state in SQLite: recent send times, the GCRA clock, pauses, others' use."""
+    """The token's budget state in SQLite: recent sends (and when each was answered), the GCRA
+    clock, pauses, others' use."""
 
     def __init__(self, path: Path, key: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,10 +427,13 @@ class _SharedState:
         self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
+        # Commits need not reach the disk: after a crash the budget at worst forgets a few sends.
+        self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(
             """
             CREATE TABLE IF NOT EXISTS budget_sends (key TEXT NOT NULL, t REAL NOT NULL);
             CREATE INDEX IF NOT EXISTS budget_sends_key_t ON budget_sends (key, t);
+            CREATE INDEX IF NOT EXISTS budget_sends_t ON budget_sends (t);
             CREATE TABLE IF NOT EXISTS budget_state (
                 key TEXT PRIMARY KEY, tat REAL NOT NULL DEFAULT 0,
                 paused_until REAL NOT NULL DEFAULT 0,
@@ -286,57 +441,97 @@ class _SharedState:
             );
             """
         )
+        self._add_done_column()
         self.conn.execute("INSERT OR IGNORE INTO budget_state (key) VALUES (?)", (key,))
+
+    def _add_done_column(self) -> None:
+        """Files from before answers were recorded: their rows count MAX_FLIGHT_SECONDS longer."""
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(budget_sends)")}
+        if "done" not in columns:
+            try:
+                self.conn.execute("ALTER TABLE budget_sends ADD COLUMN done REAL")
+            except sqlite3.OperationalError:  # another process added it first
+                columns = {row[1] for row in self.conn.execute("PRAGMA table_info(budget_sends)")}
+                if "done" not in columns:
+                    raise
 
     def try_acquire(
         self,
         now: float,
-        period: float,
-        caps: Callable[[float], tuple[float, float]],
+        limits_for: Callable[[float], Limits],
         *,
+        foreign_for: float,
         burst: int,
-    ) -> tuple[float, bool]:
-        """Take a slot now and return (0, False), or return (seconds to wait > 0, is a 429 pause)."""
+    ) -> tuple[float, bool, int]:
+        """Take a slot now and return (0, False, its row), or (seconds to wait > 0, is a 429 pause,
+        -1)."""
         with self._transaction() as cur:
             tat, paused_until, foreign, foreign_at = cur.execute(
                 "SELECT tat, paused_until, foreign_use, foreign_at FROM budget_state WHERE key = ?",
                 (self.key,),
             ).fetchone()
+            if not 0 <= now - foreign_at <= foreign_for:
+                foreign = 0.0  # an old sighting: those requests have left the window
+            limits = limits_for(foreign)
+            horizon = max(width for width, _ in limits.windows)
             # State from a clock that disagrees with ours (a test's fake clock, a clock set back)
             # cannot be honoured: a pace slot or a pause that far ahead never comes from us.
-            if tat > now + period:
+            if tat > now + horizon:
                 tat = now
             if paused_until > now + MAX_PAUSE_SECONDS:
                 paused_until = 0.0
             if paused_until > now:
-                return max(paused_until - now, 1e-6), True
-            if not 0 <= now - foreign_at <= period:
-                foreign = 0.0  # an old sighting: those requests have left the window
-            cap, rate = caps(foreign)
+                return max(paused_until - now, 1e-6), True, -1
             cur.execute(
-                "DELETE FROM budget_sends WHERE key = ? AND (t <= ? OR t > ?)",
-                (self.key, now - period, now + 1.0),
+                f"DELETE FROM budget_sends WHERE key = ? AND ({_COUNTED_UNTIL} <= ? OR t > ?)",
+                (self.key, now - horizon, now + 1.0),
             )
-            sent, oldest = cur.execute(
-                "SELECT count(*), min(t) FROM budget_sends WHERE key = ? AND t > ?",
-                (self.key, now - period),
-            ).fetchone()
-            if sent >= cap:
-                # Wait for enough of the window's requests to age out.
+            wait = 0.0
+            for width, cap in limits.windows:
+                # A request may be counted by the server until its answer is back: it frees a
+                # slot `width` seconds after that.
+                where = f"key = ? AND t > ? AND {_COUNTED_UNTIL} > ?"
+                args = (self.key, now - width - MAX_FLIGHT_SECONDS, now - width)
+                counted = cur.execute(f"SELECT count(*) FROM budget_sends WHERE {where}", args)
+                sent = int(counted.fetchone()[0])
+                if sent >= cap:
+                    nth = cur.execute(
+                        f"SELECT {_COUNTED_UNTIL} AS u FROM budget_sends WHERE {where}"
+                        " ORDER BY u LIMIT 1 OFFSET ?",
+                        (*args, int(sent - cap)),
+                    ).fetchone()
+                    wait = max(wait, nth[0] + width - now)
+            # Cloudflare's per-IP limit, over every token this machine uses: bursts, but at most
+            # MAX_PER_SECOND_PER_IP in any second.
+            last_second = (now - 1.0, now)
+            recent = cur.execute(
+                "SELECT count(*) FROM budget_sends WHERE t > ? AND t <= ?", last_second
+            ).fetchone()[0]
+            if recent >= MAX_PER_SECOND_PER_IP:
                 nth = cur.execute(
-                    "SELECT t FROM budget_sends WHERE key = ? AND t > ? ORDER BY t LIMIT 1 OFFSET ?",
-                    (self.key, now - period, int(sent - cap)),
+                    "SELECT t FROM budget_sends WHERE t > ? AND t <= ? ORDER BY t LIMIT 1 OFFSET ?",
+                    (*last_second, int(recent - MAX_PER_SECOND_PER_IP)),
                 ).fetchone()
-                return max((nth[0] if nth else oldest) + period - now, 1e-3), False
-            interval = 1.0 / rate
+                wait = max(wait, nth[0] + 1.0 - now)
+            if wait > 0:
+                # Never 0: with epoch-sized floats the difference can round away entirely.
+                return max(wait, 1e-6), False, -1
+            interval = 1.0 / limits.rate
             tolerance = interval * max(0, burst - 1)
             tat = max(tat, now)
             if tat - now > tolerance:
-                # Never 0: with epoch-sized floats the difference can round away entirely.
-                return max((tat - now) - tolerance, 1e-6), False
+                return max((tat - now) - tolerance, 1e-6), False, -1
             cur.execute("UPDATE budget_state SET tat = ? WHERE key = ?", (tat + interval, self.key))
             cur.execute("INSERT INTO budget_sends (key, t) VALUES (?, ?)", (self.key, now))
-            return 0.0, False
+            return 0.0, False, int(cur.lastrowid or 0)
+
+    def answered(self, row: int, when: float) -> None:
+        """The request of `row` has its answer: from now it frees its slot a window after `when`."""
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE budget_sends SET done = ? WHERE rowid = ? AND key = ?",
+                (when, row, self.key),
+            )
 
     def pause_until(self, until: float) -> None:
         with self._transaction() as cur:
@@ -352,9 +547,12 @@ class _SharedState:
                 (foreign, now, self.key),
             )
 
-    def sent_since(self, since: float) -> int:
+    def counted_since(self, since: float, now: float) -> int:
+        """Our requests the server may still count in a window starting at `since`."""
         row = self.conn.execute(
-            "SELECT count(*) FROM budget_sends WHERE key = ? AND t > ?", (self.key, since)
+            f"SELECT count(*) FROM budget_sends WHERE key = ? AND t > ? AND t <= ?"
+            f" AND {_COUNTED_UNTIL} > ?",
+            (self.key, since - MAX_FLIGHT_SECONDS, now + 1.0, since),
         ).fetchone()
         return int(row[0])
 
