@@ -223,12 +223,19 @@ def new_run_id(job: str, now: datetime) -> str:
 def create_run(
     data_dir: Path, job: str, gateway_id: str, window: Window, now: datetime | None = None
 ) -> RunInfo:
-    """A new run folder with its run.json."""
+    """A new run folder with its run.json (a fresh id if two runs started in the same second drew
+    the same random suffix: the folder is created exclusively, never shared)."""
     now = now or datetime.now(UTC)
-    run_id = new_run_id(job, now)
-    paths = RunPaths(runs_dir(data_dir) / run_id)
+    runs_dir(data_dir).mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = new_run_id(job, now)
+        paths = RunPaths(runs_dir(data_dir) / run_id)
+        try:
+            paths.root.mkdir()
+            break
+        except FileExistsError:
+            continue
     info = RunInfo(run_id, job, gateway_id, window, now, paths)
-    paths.root.mkdir(parents=True, exist_ok=False)
     write_json_atomic(info.to_json(), paths.info)
     return info
 

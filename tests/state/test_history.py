@@ -115,3 +115,17 @@ def test_watermark_only_ever_moves_forward(windows: list[tuple[int, int]]) -> No
             if last is not None:
                 assert now >= last
             last = now
+
+
+def test_runs_started_in_the_same_second_never_share_a_folder(tmp_path: Path) -> None:
+    """A thousand runs created with one timestamp each get their own folder and run.json."""
+    from datetime import UTC, datetime
+
+    from pipeline.state.store import create_run
+    from pipeline.window import day_window
+
+    now = datetime(2026, 11, 20, 2, tzinfo=UTC)
+    window = day_window(now.date())
+    runs = [create_run(tmp_path, "nightly", "gw", window, now=now) for _ in range(1000)]
+    assert len({r.run_id for r in runs}) == 1000
+    assert all(r.paths.info.is_file() for r in runs)
