@@ -123,7 +123,13 @@ def test_thousands_of_logs_in_one_millisecond_are_all_found(tmp_path: Path) -> N
 def test_a_big_window_is_walked_by_several_requests_at_once(tmp_path: Path) -> None:
     """With API latency, idle workers take over half of the busiest stretch: up to
     budget.concurrency requests in flight, still every log exactly once."""
-    emulator = Emulator(logs_at(spread(6000)))
+    # Real latency (20 ms a request): requests overlap whatever the budget's pacing does between
+    # them, so the peak does not depend on how fast this machine happens to be.
+    emulator = Emulator(
+        logs_at(spread(6000)),
+        EmulatorSettings(rate_limit_requests=10**6, latency_ms=20),
+        sleep=asyncio.sleep,
+    )
     job = make_job(tmp_path, budget="requests_per_period = 100000\nconcurrency = 3")
 
     result = run_extract(job, WINDOW, emulator.transport())
