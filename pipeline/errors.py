@@ -97,8 +97,13 @@ class RetriableError(ApiError):
 
 
 class RateLimitedError(RetriableError):
-    def __init__(self, message: str, *, retry_after: float, status: int = 429) -> None:
-        super().__init__(message, status=status, code=971)
+    """A 429. ``code`` 971 is Cloudflare's global limit (1200 / 5 min per user or account-owned
+    token); other codes (10040 ...) are other limiters, each with its own Retry-After."""
+
+    def __init__(
+        self, message: str, *, retry_after: float, status: int = 429, code: int | None = 971
+    ) -> None:
+        super().__init__(message, status=status, code=code)
         self.retry_after = retry_after
 
 

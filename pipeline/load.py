@@ -91,6 +91,7 @@ class LoadResult(StageResult):
     finished_at: str
     failures: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[list[int]] = field(default_factory=list)  # [epoch second, PATCH calls]
+    rate_limited_by: dict[str, int] = field(default_factory=dict)  # 429s by limiter code
 
     @property
     def exit_code(self) -> int:
@@ -157,6 +158,7 @@ async def load(
     previous = _previous(run)
     started = clock()
     stats0 = (client.stats.requests, client.stats.rate_limited, client.stats.retries)
+    limiters0 = Counter(client.stats.rate_limited_by)
     tally = _Tally()
     stop_reason: str | None = None
     last_progress = last_checkpoint = started
@@ -175,7 +177,7 @@ async def load(
             return _result(
                 run, journal, previous, tally, client, stats0, started, clock(),
                 total=patches.height, budget_per_s=job.budget.rate_per_second,
-                stop_reason=stop_reason, skipped_done=skipped_done,
+                stop_reason=stop_reason, skipped_done=skipped_done, limiters0=limiters0,
             )  # fmt: skip
 
         def finished_one(now: float) -> None:
@@ -286,6 +288,7 @@ def _result(
     budget_per_s: float,
     stop_reason: str | None,
     skipped_done: int,
+    limiters0: Counter[str],
 ) -> LoadResult:
     counts = journal.counts()
     failures = [
@@ -328,6 +331,14 @@ def _result(
         finished_at=iso(now),
         failures=failures,
         timeline=[[sec, n] for sec, n in sorted(timeline.items())],
+        rate_limited_by=dict(
+            sorted(
+                (
+                    Counter(previous.get("rate_limited_by") or {})
+                    + (client.stats.rate_limited_by - limiters0)
+                ).items()
+            )
+        ),
     )
 
 

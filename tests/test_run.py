@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -17,6 +18,7 @@ from pipeline.window import Window, day_window, parse_window
 from tests.runkit import (
     D0,
     DAY,
+    FAST,
     drop_csv,
     emulator,
     load,
@@ -274,3 +276,35 @@ def test_every_stage_result_round_trips_through_its_file(tmp_path: Path) -> None
         data = json.loads((folder / f"{stage}.result.json").read_text())
         typed = cls.from_json(data)  # type: ignore[attr-defined]
         assert json.loads(json.dumps(typed.to_json(), default=str)) == data, stage
+
+
+def test_another_limiter_is_waited_out_and_named_in_the_report(
+    tmp_path: Path, emulator_store: Any, emulator_clock: Any
+) -> None:
+    """A second Cloudflare limiter (429 code 10040, Retry-After 60 s, while Ratelimit shows plenty
+    left): the run pauses for its Retry-After, finishes ok, and the report names that limiter
+    apart from the global limit."""
+    import httpx
+
+    from pipeline.emulator.app import create_app
+    from pipeline.emulator.settings import DEFAULT_EDIT_TOKEN, DEFAULT_GATEWAY_ID, EmulatorSettings
+
+    settings = EmulatorSettings.of(
+        rate_limit_requests=FAST, account_limit_requests=40, account_limit_window=60
+    )
+    app = create_app(settings, emulator_store, emulator_clock, sleep=emulator_clock.sleep)
+    path = write_job(tmp_path, "http://emulator.test/client/v4", gateway_id=DEFAULT_GATEWAY_ID)
+    job = load(path, DEFAULT_EDIT_TOKEN)
+    result = run(
+        job,
+        window=parse_window("2026-11-20", now=D0 + 30 * DAY),
+        transport=httpx.ASGITransport(app=app),
+        clock=emulator_clock,
+        sleep=emulator_clock.sleep,
+    )
+    assert result.status == "ok", result.summary()
+    assert result.stages.load is not None
+    assert result.stages.load.rate_limited_by.get("10040", 0) >= 1
+    assert "971" not in result.stages.load.rate_limited_by
+    report = json.loads((result.report or Path()).with_suffix(".json").read_text())
+    assert "another Cloudflare limiter (code 10040" in report["load"]["rate_limiters"]

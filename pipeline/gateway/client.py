@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -35,7 +36,10 @@ from pipeline.errors import (
 )
 from pipeline.gateway.retry import RetryPolicy, retry_after
 
+log = logging.getLogger(__name__)
+
 PERMISSION_HINT = "the token needs AI Gateway Read, and AI Gateway Edit to write feedback"
+GLOBAL_LIMIT_CODE = 971  # Cloudflare's 429 code for the global limit; others are other limiters
 LogEntry = dict[str, Any]
 
 
@@ -103,6 +107,8 @@ class ClientStats:
     # The rate-limit headers of the latest answer (Ratelimit, Ratelimit-Policy, x-ratelimit-*),
     # for `aigw-feedback check` to say what the bucket holds.
     limit_headers: dict[str, str] = field(default_factory=dict)
+    # 429s by the error code of the limiter that answered ("971": the global limit).
+    rate_limited_by: Counter[str] = field(default_factory=Counter)
 
 
 def bearer_header(gateway: GatewayConfig) -> str:
@@ -293,10 +299,19 @@ class LogsClient:
         code = first.get("code")
         if status == 429:
             self.stats.rate_limited += 1
+            self.stats.rate_limited_by[str(code)] += 1
             wait = retry_after(response.headers)
+            log.warning(
+                "%s: 429 from %s; every request waits %.0f s (its Retry-After) and goes again",
+                what,
+                limiter_name(code),
+                wait,
+                extra={"rate_limited_by": str(code), "retry_after": wait},
+            )
             raise RateLimitedError(
-                f"{what}: rate limited (code {code}); retry after {wait:.0f}s",
+                f"{what}: rate limited by {limiter_name(code)}; retry after {wait:.0f}s",
                 retry_after=wait,
+                code=code if isinstance(code, int) else None,
             )
         if status in (401, 403):
             raise AuthError(
@@ -320,6 +335,13 @@ class LogsClient:
         if status >= 500:
             raise ServerError(f"{what}: server error HTTP {status}", status=status, code=code)
         raise ApiError(f"{what}: unexpected HTTP {status}: {message}", status=status, code=code)
+
+
+def limiter_name(code: object) -> str:
+    """Which Cloudflare limiter a 429's error code names, in words."""
+    if str(code) == str(GLOBAL_LIMIT_CODE):
+        return f"the global rate limit (code {code}: 1200 requests / 5 min per user or token)"
+    return f"another Cloudflare limiter (code {code}, not the global limit)"
 
 
 def _quote(log_id: str) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.config import BudgetConfig, JobConfig
+from pipeline.gateway.client import limiter_name
 from pipeline.load import LoadResult
 from pipeline.plan import PlanResult
 from pipeline.report.judge import exit_code, judge, outcome_error
@@ -65,6 +66,13 @@ def assemble(
     load_sec["pending"] = ld.pending if ld else None
     load_sec["stopped_early"] = bool(ld.stopped_early) if ld else False
     load_sec["stop_reason"] = ld.stop_reason if ld else None
+    # Which limiters answered 429, in words: the global one is expected to be rare; another
+    # (code 10040 ...) is a Cloudflare limit of its own, honoured for its Retry-After.
+    load_sec["rate_limiters"] = (
+        ", ".join(f"{limiter_name(code)} ×{n}" for code, n in ld.rate_limited_by.items())
+        if ld and ld.rate_limited_by
+        else None
+    )
 
     requests_total = _int(outcome.get("requests"))
     if requests_total is None:
