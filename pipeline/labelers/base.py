@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
+from pipeline.ids import canonical_id_expr
 from pipeline.schemas import LABEL_SCHEMA
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def to_label_frame(frame: pl.DataFrame, now: datetime) -> pl.DataFrame:
     frame (plus `_row`)."""
     row = [pl.col(ROW).cast(pl.UInt32)] if ROW in frame.columns else []
     return frame.select(
-        pl.col("log_id").cast(pl.String),
+        canonical_id_expr(pl.col("log_id").cast(pl.String)).alias("log_id"),
         pl.col("feedback").cast(pl.Int8),
         pl.col("score").cast(pl.Float64),
         pl.col("source").cast(pl.String),
