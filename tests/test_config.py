@@ -128,6 +128,8 @@ def test_missing_token_says_which_variable_to_set(tmp_path: Path) -> None:
         ('[window]\nlag = "soon"', "window.lag"),
         ("[budget]\nheadroom = 1.5", "budget.headroom"),
         ('[budget]\nperiod = "0s"', "budget.period"),
+        ('[budget]\nbucket = "  "', "budget.bucket"),
+        ("[budget]\nbucket = 7", "budget.bucket"),
     ],
 )
 def test_bad_values_name_their_key(tmp_path: Path, snippet: str, key: str) -> None:
@@ -135,6 +137,14 @@ def test_bad_values_name_their_key(tmp_path: Path, snippet: str, key: str) -> No
     with pytest.raises(ConfigError) as info:
         load_job(write(tmp_path, MINIMAL + "\n" + snippet + "\n"), env={})
     assert key in str(info.value)
+
+
+def test_budget_bucket_names_a_shared_bucket_and_defaults_to_one_per_token(tmp_path: Path) -> None:
+    """`[budget] bucket` is read as the bucket's name, trimmed; a job that names none has none
+    (its budget is its token's own)."""
+    assert load_job(write(tmp_path, MINIMAL), env={}).budget.bucket is None
+    named = load_job(write(tmp_path, MINIMAL + '\n[budget]\nbucket = " alice "\n'), env={})
+    assert named.budget.bucket == "alice"
 
 
 def test_overrides_replace_only_what_is_given(tmp_path: Path) -> None:

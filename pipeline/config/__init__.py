@@ -6,8 +6,8 @@ A job file has these sections, all optional except ``[gateway]``::
     [gateway]  account_id, gateway_id, base_url, token_env, token_file, secret_env
     [store]    data_dir
     [window]   default, lag
-    [budget]   requests_per_period, period_seconds, headroom, concurrency,
-               max_requests, max_duration, shared_state
+    [budget]   requests_per_period, period, headroom, concurrency,
+               max_requests, max_duration, shared_state, bucket
     [extract]  filters = [{key, operator, value}], per_page
     [labels.csv]        enabled, inbox, join_key
     [[labels.rules]]    name, when, feedback, score, reason

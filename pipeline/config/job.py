@@ -65,13 +65,28 @@ class WindowConfig:
 
 @dataclass(frozen=True)
 class BudgetConfig:
+    """``[budget]``: the pace of every request the job sends, and the run's caps.
+
+    ``bucket`` names the rate-limit bucket the job draws on. Cloudflare counts 1200 requests / 5
+    min per *user*, across all of that user's tokens (an account-owned token has a bucket of its
+    own). By default the budget is one per token (its state is keyed by a hash of the base URL and
+    the token); jobs that run under different tokens of one user should name the same bucket
+    (``bucket = "alice@example.com"``, any name) so that they share one budget instead of each
+    taking the whole limit. Processes on one machine share a bucket's state through the SQLite
+    file ``shared_state`` (default ``~/.cache/aigw-feedback/budget.sqlite``; keep it on a local
+    disk: SQLite locking over network storage is unreliable). Hosts on one bucket need no shared
+    file: each budget reads the server's ``Ratelimit`` headers on every answer and slows down by
+    what others use.
+    """
+
     requests_per_period: int = 1200
     period_seconds: float = 300.0
     headroom: float = 0.9
     concurrency: int = 4
     max_requests: int | None = None
     max_duration_seconds: float | None = None
-    shared_state: Path | None = None  # SQLite file shared by every process using the same token
+    shared_state: Path | None = None  # SQLite file shared by every process on this machine
+    bucket: str | None = None  # the shared bucket's name; None: one budget per token
 
     @property
     def rate_per_second(self) -> float:

@@ -5,6 +5,9 @@ environment. The API token never lives in the file: it comes from the variable n
 ``gateway.token_env`` (default ``CLOUDFLARE_API_TOKEN``) or from ``gateway.token_file``, stripped of
 surrounding whitespace.
 
+``[budget] bucket`` names the rate-limit bucket several jobs share (Cloudflare's limit is per user,
+across that user's tokens); left out, each token has a budget of its own. See ``BudgetConfig``.
+
 Secrets: the token, and the values of the variables named in ``gateway.secret_env`` (say a database
 password the job's environment carries), are registered with ``pipeline.redaction`` as the job is
 read, so they appear in no log line, error or written file. The external labeler's command runs
@@ -13,6 +16,7 @@ without them: see ``ExternalLabelerConfig.environment``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -175,8 +179,13 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> JobConfig
             max_requests=("max_requests", int),
             max_duration_seconds=("max_duration", DURATION),
             shared_state=("shared_state", PATH),
+            bucket=("bucket", str),
         )
     )
+    if budget.bucket is not None:
+        if not budget.bucket.strip():
+            raise bd.error("bucket", "must name the bucket (or leave it out: one per token)")
+        budget = dataclasses.replace(budget, bucket=budget.bucket.strip())
     if budget.period_seconds <= 0:
         raise bd.error("period", "must be longer than 0 s (Cloudflare's is 5m)")
     if budget.requests_per_period < 1:
