@@ -31,7 +31,7 @@ def open_client(
     token = job.gateway.require_token()
     budget = Budget(
         job.budget,
-        key=budget_key(job.gateway.base_url, token.reveal()),
+        key=budget_key(job.gateway.base_url, token.reveal(), job.budget.bucket),
         clock=clock or time.time,
         sleep=sleep or asyncio.sleep,
     )

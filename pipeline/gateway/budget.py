@@ -32,7 +32,10 @@ already hold the next request until our oldest one ages out); only when others f
 window too does the budget pause for the server's (whole-second, rounded up) reset ``t``.
 
 The shared state lives in a small SQLite file (default ``~/.cache/aigw-feedback/budget.sqlite``),
-keyed by a hash of the base URL and the token, never the token itself. Clock and sleep are injected:
+keyed by a hash of the base URL and the bucket: the token's own (a hash of the token, never the
+token itself), or the one ``[budget] bucket`` names, so jobs under several tokens of one user share
+one budget. Keep the file on a local disk; several hosts on one bucket need no shared file, as the
+``Ratelimit`` comparison above sees each host's use from the others. Clock and sleep are injected:
 tests prove the pacing without sleeping.
 """
 
@@ -74,9 +77,11 @@ def default_state_path() -> Path:
     return Path("~/.cache/aigw-feedback/budget.sqlite").expanduser()
 
 
-def budget_key(base_url: str, token: str) -> str:
-    """The shared-state key: one budget per (API, token). A hash, so the file never holds the token."""
-    digest = hashlib.sha256(f"aigw-feedback budget\n{base_url}\n{token}".encode())
+def budget_key(base_url: str, token: str, bucket: str | None = None) -> str:
+    """The shared-state key: one budget per (API, bucket), the bucket being the token's own unless
+    ``[budget] bucket`` names one. A hash, so the file never holds the token."""
+    who = token if bucket is None else f"bucket\n{bucket}"
+    digest = hashlib.sha256(f"aigw-feedback budget\n{base_url}\n{who}".encode())
     return digest.hexdigest()[:32]
 
 

@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import BudgetConfig
+from pipeline.config import BudgetConfig, JobConfig, load_job
 from pipeline.emulator.ratelimit import SlidingWindowLimiter
 from pipeline.emulator.ratelimit import headers as rate_limit_headers
 from pipeline.emulator.server import running_emulator
 from pipeline.emulator.settings import EmulatorSettings
 from pipeline.errors import BudgetExhausted
+from pipeline.gateway import open_client
 from pipeline.gateway.budget import Budget, Policy, ServerLimits, budget_key, read_limits
 from tests.extractkit import FakeTime, logs_at, make_job
 
@@ -222,6 +223,47 @@ def test_the_state_file_holds_a_hash_never_the_token(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == [key]
     assert TOKEN not in repr(b)
     assert budget_key("https://api.cloudflare.com/client/v4", "other") != key
+
+
+def bucket_job(tmp_path: Path, token: str, bucket: str | None) -> JobConfig:
+    """A job at 60 requests / 10 s under `token`; every such job meets in one state file."""
+    named = f'bucket = "{bucket}"\n' if bucket else ""
+    path = tmp_path / f"{token}.toml"
+    path.write_text(
+        f'[gateway]\naccount_id = "{"0" * 32}"\ngateway_id = "g"\n'
+        f'[budget]\nrequests_per_period = 60\nperiod = "10s"\n{named}'
+        f'shared_state = "{tmp_path / "budget.sqlite"}"\n',
+        encoding="utf-8",
+    )
+    return load_job(path, env={"CLOUDFLARE_API_TOKEN": token})
+
+
+@pytest.mark.parametrize("bucket", [None, "alice"])
+def test_jobs_under_two_tokens_of_one_user_share_the_bucket_they_name(
+    tmp_path: Path, bucket: str | None
+) -> None:
+    """Two jobs whose tokens belong to one user and that name the same `[budget] bucket` share one
+    budget: together they stay within 54 per 10 s. Without a bucket each token has its own."""
+    time = FakeTime()
+    jobs = [bucket_job(tmp_path, token, bucket) for token in ("token-one", "token-two")]
+    sent: list[float] = []
+
+    async def both() -> None:
+        clients = [open_client(job, clock=time, sleep=time.sleep) for job in jobs]
+        budgets = [client.budget for client in clients]
+        assert all(isinstance(b, Budget) for b in budgets)
+        await asyncio.gather(*(send(b, time, 108, 2, sent) for b in budgets))  # type: ignore[arg-type]
+        for client in clients:
+            await client.aclose()
+
+    asyncio.run(both())
+
+    assert len(sent) == 216
+    if bucket:
+        assert most_in_any_window(sent, 10.0) <= 54
+        assert max(sent) - min(sent) >= 30  # 216 requests at 5.4/s: 40 s for both together
+    else:
+        assert max(sent) - min(sent) < 21  # 108 each at 5.4/s on their own
 
 
 @pytest.mark.slow
