@@ -101,6 +101,22 @@ def write_text_atomic(text: str, path: Path) -> Path:
     return path
 
 
+def write_bytes_atomic(data: bytes, path: Path) -> Path:
+    """Write a binary file (a spreadsheet) under a temporary name, then rename it. Not scrubbed:
+    scrub its text before encoding it (``scrub_table``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, _file_mode())
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_json_atomic(data: Any, path: Path) -> Path:
     """JSON through write_text_atomic, so it is scrubbed too."""
     return write_text_atomic(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", path)
