@@ -32,6 +32,9 @@ LOG_SCHEMA = pa.schema(
         pa.field("response_content_type", pa.string()),
         pa.field("feedback", pa.int8()),
         pa.field("score", pa.float64()),
+        # Whether the entry carried `feedback` and `score` at all: the list schema does not promise
+        # them, and a field the server did not show is unknown, not empty (false: look it up).
+        pa.field("feedback_shown", pa.bool_()),
         pa.field("extra", pa.string()),
         pa.field("extracted_at", UTC_MS, nullable=False),
     ]

@@ -38,7 +38,7 @@ _STR_FIELDS = (
     "request_content_type",
     "response_content_type",
 )
-_KNOWN = {f.name for f in LOG_SCHEMA} - {"extra", "extracted_at"}
+_KNOWN = {f.name for f in LOG_SCHEMA} - {"extra", "extracted_at", "feedback_shown"}
 
 
 def log_row(entry: LogEntry, stamp: int, extracted_at: int) -> dict[str, Any]:
@@ -73,6 +73,7 @@ def log_row(entry: LogEntry, stamp: int, extracted_at: int) -> dict[str, Any]:
         row[name] = value
     if row["feedback"] is not None and not -128 <= row["feedback"] <= 127:
         extra["feedback"], row["feedback"] = row["feedback"], None
+    row["feedback_shown"] = "feedback" in entry and "score" in entry
     row["extra"] = json.dumps(extra, sort_keys=True, default=str) if extra else None
     return row
 
