@@ -17,7 +17,8 @@ window. Before each request ``slot()`` waits until all of these hold:
   seconds, by any process on this token. A request stays in a window until ``w`` seconds after its
   answer came back (the server may have counted it as late as that), so the budget knows exactly
   when each slot frees, and waits for just that; one request of the server's quota is kept as a
-  safety, so even at headroom 1.0 no request should be refused;
+  safety (and ``concurrency`` more while others are seen using the bucket, for what they have in
+  flight), so even at headroom 1.0 no request should be refused;
 * at most 200 requests leave this machine in any second, whatever the token (Cloudflare's per-IP
   limit);
 * fewer than ``concurrency`` of this process's requests are in flight.
@@ -247,8 +248,13 @@ class Budget:
         headroom = self.config.headroom
         own, server = self._own, self.policy
         own_cap = max(1.0, math.floor(own.quota * headroom))
-        # One request of the server's quota is a safety: others' use is only known to within one.
-        server_cap = max(1.0, min(server.quota - 1, math.floor(server.quota * headroom)) - foreign)
+        # One request of the server's quota is a safety: our view of the window is only exact to
+        # within one. When others are seen using the bucket (another host, the dashboard), what
+        # they have in flight and send before their next sighting is unknown: as many requests
+        # as our own concurrency more are kept free.
+        safety = 1 + (self.config.concurrency if foreign > 0 else 0)
+        ceiling = min(server.quota - safety, math.floor(server.quota * headroom))
+        server_cap = max(1.0, ceiling - foreign)
         server_rate = min(
             max(1.0, server.quota * headroom - foreign) / server.window,
             server_cap / (server.window + round_trip),

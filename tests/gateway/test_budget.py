@@ -267,39 +267,50 @@ def test_jobs_under_two_tokens_of_one_user_share_the_bucket_they_name(
 
 
 @pytest.mark.slow
-def test_two_processes_on_one_token_get_no_429_from_a_real_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hosts", ["one state file", "a state file each"])
+def test_two_processes_on_one_token_get_no_429_from_a_real_server(
+    tmp_path: Path, hosts: str
+) -> None:
     """Two `aigw-feedback extract` processes share one token against the emulator over HTTP with
-    a 20-per-2-s limit: together they stay under it, and the emulator counts zero 429s."""
+    a 20-per-2-s limit: together they stay under it, and the emulator counts zero 429s, whether
+    they share a budget state file (one machine) or each has its own (two hosts, who see each
+    other only in the server's Ratelimit headers)."""
     day = 1_793_491_200_000  # 2026-11-01
-    logs = logs_at(range(day, day + 600 * 1000, 1000))
+    logs = logs_at(range(day, day + 1500 * 1000, 1000))
     settings = EmulatorSettings(rate_limit_requests=20, rate_limit_window=2.0)
     with running_emulator(settings, logs=logs) as server:
-        job = make_job(
-            tmp_path,
-            base_url=server.base_url,
-            budget="requests_per_period = 20\nperiod = 2\nconcurrency = 2",
-        )
+        jobs = []
+        for name in ("a", "b"):
+            folder = tmp_path / (name if hosts == "a state file each" else "")
+            folder.mkdir(exist_ok=True)
+            job = make_job(
+                folder,
+                base_url=server.base_url,
+                budget="requests_per_period = 20\nperiod = 2\nconcurrency = 2\nheadroom = 1.0",
+            )
+            jobs.append(folder / f"{name}.toml")
+            job.path.rename(jobs[-1])
         env = {**os.environ, "CLOUDFLARE_API_TOKEN": server.read_token}
-        command = [sys.executable, "-m", "pipeline", "extract", str(job.path), "--quiet"]
-        window = ["--window", "2026-11-01"]
+        command = [sys.executable, "-m", "pipeline", "extract"]
+        window = ["--quiet", "--window", "2026-11-01"]
         processes = [
             subprocess.Popen(
-                [*command, *window, "--data-dir", str(tmp_path / name)],
+                [*command, str(path), *window, "--data-dir", str(tmp_path / f"data-{name}")],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for name in ("a", "b")
+            for name, path in zip("ab", jobs, strict=True)
         ]
         outputs = [p.communicate(timeout=60) for p in processes]
         snapshot = server.control.snapshot()
 
     for process, (out, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err
-        assert "600 logs" in out
+        assert "1,500 logs" in out
     assert snapshot["rate_limited"] == 0
-    assert snapshot["requests"]["list"]["200"] >= 2 * 13
+    assert snapshot["requests"]["list"]["200"] >= 2 * 30
 
 
 # -- the server's policy as a rate, and the budget at the limit --------------------------------
@@ -466,6 +477,60 @@ def test_with_the_whole_budget_the_job_runs_at_the_limit_without_a_429(
             sum(start + i <= t < start + i + 1 for t in sent) for i in range(int(sent[-1] - start))
         ]
         assert min(seconds) >= 0.9 * expected * 0.95, seconds[:20]
+
+
+def run_hosts(
+    tmp_path: Path, hosts: int, headroom: float, *, late: float = 0.0, seconds: float = 60.0
+) -> tuple[SlidingWindowServer, list[list[float]]]:
+    """`hosts` machines on one token, each its own Budget with its own state file (they share
+    nothing but the server), 4 workers each, busy for `seconds` against 60 requests / 3 s; host i
+    starts `late` × i seconds after the first. Returns the server and each host's send times."""
+    time = VirtualTime()
+    server = SlidingWindowServer(time, 60, 3.0)
+    config = BudgetConfig(
+        requests_per_period=60, period_seconds=3.0, headroom=headroom, concurrency=4
+    )
+    budgets = [
+        Budget(config, key="k", clock=time, sleep=time.sleep, state_path=tmp_path / f"host{i}.db")
+        for i in range(hosts)
+    ]
+    latency = random.Random(hosts)
+    end = time() + seconds
+    sent: list[list[float]] = [[] for _ in budgets]
+
+    async def worker(host: int) -> None:
+        await time.sleep(late * host)
+        b = budgets[host]
+        while time() < end:
+            async with b.slot():
+                sent[host].append(time())
+                await time.sleep(latency.uniform(0.005, 0.025))
+                status, found = server.answer()
+                await time.sleep(latency.uniform(0.005, 0.025))
+                b.observe(status, found)
+
+    asyncio.run(time.run(*(worker(host) for host in range(hosts) for _ in range(4))))
+    for b in budgets:
+        b.close()
+    return server, sent
+
+
+@pytest.mark.parametrize(
+    ("hosts", "headroom", "late"), [(2, 1.0, 0.0), (2, 1.0, 1.3), (2, 0.9, 0.0), (3, 1.0, 0.7)]
+)
+def test_hosts_on_one_bucket_stay_under_the_limit_by_the_servers_headers_alone(
+    tmp_path: Path, hosts: int, headroom: float, late: float
+) -> None:
+    """Several hosts on one token, each with its own budget state file (no shared SQLite), all
+    busy: the server never sees more than 60 requests in any 3 s and refuses none (0 × 429), while
+    together they still use most of the limit and every host gets its share of it."""
+    server, sent = run_hosts(tmp_path, hosts, headroom, late=late)
+    everything = sorted(t for times in sent for t in times)
+    assert server.limiter.rejected == 0
+    assert most_in_any_window(server.arrivals, 3.0) <= 60
+    combined = len(everything) / (everything[-1] - everything[0])
+    assert 0.85 * 20 <= combined <= 20, combined
+    assert min(len(times) for times in sent) >= 0.1 * len(everything)
 
 
 def test_a_server_window_shorter_than_the_period_does_not_stall_the_job(tmp_path: Path) -> None:
