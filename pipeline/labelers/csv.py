@@ -2,17 +2,27 @@
 joined to logs, and applied exactly once (the folder itself, its manifest and where files move:
 `pipeline.labelers.inbox`).
 
-Reading is tolerant: UTF-8 with or without BOM, UTF-16 with BOM (Excel's "Unicode text"), else
-Windows-1252/Latin-1; the delimiter (`,` `;` or tab) is sniffed and confirmed by the header; header
-names match case-, space-, hyphen- and underscore-insensitively:
+Reading is tolerant: UTF-8 with or without BOM, UTF-16 with BOM (Excel's "Unicode text"), else the
+encoding charset-normalizer detects (UTF-16 without BOM, Shift-JIS...), else Windows-1252/Latin-1;
+the delimiter (`,` `;` or tab) is sniffed and confirmed by the header; header names match case-,
+space-, hyphen- and underscore-insensitively:
 
-    log id     log_id, cf-aig-log-id, log, id     (or the metadata key named by [labels.csv] join_key)
+    log id     log_id, cf-aig-log-id, log, id, then cf-aig-request-id, request_id
+               (or the metadata key named by [labels.csv] join_key)
     feedback   feedback, rating, thumbs, label
     score      score
     reason     reason, comment, note, notes       (optional; becomes the label's reason)
 
-Other columns are ignored. Values are read as in `pipeline.labelers.values`. Blank lines and rows whose
-cells are all empty are not rows.
+Other columns are ignored. Values are read as in `pipeline.labelers.values`. Log ids (and join-key
+values) compare in their canonical spelling (`pipeline.ids`): an upper-case UUIDv7 or a lower-case
+ULID names the same log as the extract's.
+
+Rows are the file's physical records: one per non-blank line, except that a properly quoted cell
+with line breaks keeps its row on several lines. Blank lines and rows whose cells are all empty are
+not rows. A quote that never closes properly (the record it opens spans more than 100 lines, its
+quotes do not pair up, or a line inside it reads as a row of its own) does not swallow the rows
+after it: that stretch is read line by line, and each line whose quotes do not pair up is rejected
+as ``broken_quote`` on its own line number.
 
 Accounting, per file: ``rows = accepted + rejected`` and ``accepted = labels + duplicates +
 superseded``. Rejected rows go to ``<name>.rejects.csv`` next to the processed file, with
@@ -46,6 +56,7 @@ import polars as pl
 
 from pipeline.config import CsvLabelsConfig
 from pipeline.errors import InputError
+from pipeline.ids import canonical_id_expr
 from pipeline.labelers.base import (
     ROW,
     LabelContext,
@@ -68,7 +79,8 @@ def metadata_index(known_logs: pl.LazyFrame, key: str) -> pl.DataFrame:
     path = "$['" + key.replace("\\", "\\\\").replace("'", "\\'") + "']"
     return (
         known_logs.select(
-            pl.col("id"), pl.col("metadata").str.json_path_match(path).alias("join_value")
+            pl.col("id"),
+            canonical_id_expr(pl.col("metadata").str.json_path_match(path)).alias("join_value"),
         )
         .filter(pl.col("join_value").is_not_null())
         .group_by("join_value")
@@ -86,7 +98,9 @@ def validate_rows(frame: pl.DataFrame, index: pl.DataFrame | None) -> pl.DataFra
     ).with_columns(
         log_id=pl.when(pl.col("via_join")).then(pl.col("join")).otherwise(pl.col("log_id"))
     )
-    frame = validate_labels(frame)
+    # Ids (and join values) compare in their canonical spelling: an upper-case UUID or a
+    # lower-case ULID names the same log (pipeline.ids).
+    frame = validate_labels(frame).with_columns(canonical_id_expr(pl.col("log_id")))
     if not joined:
         return frame
     if index is None:
@@ -178,7 +192,8 @@ class CsvLabeler:
         rows = pl.concat([f.select(columns) for *_, f in parsed], how="vertical_relaxed")
         accepted = last_word_wins(rows.filter(pl.col("reject").is_null()), ["file_order", "line"])
         index = logs.select(
-            pl.col("id").alias("log_id"), pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW)
+            canonical_id_expr(pl.col("id")).alias("log_id"),
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW),
         )
         winners = accepted.filter(pl.col("outcome") == "label").join(index, on="log_id", how="left")
         outcomes = (

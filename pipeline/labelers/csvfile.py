@@ -1,7 +1,8 @@
 """One CSV file as analysts write it -> rows of raw strings, and rejected rows back out as CSV.
 
-Tolerant reading: UTF-8 with or without BOM, UTF-16 with BOM (Excel's "Unicode text"), else
-Windows-1252, else Latin-1; the delimiter (`,` `;` or tab) is sniffed by `csv.Sniffer` and confirmed
+Tolerant reading: UTF-8 with or without BOM, UTF-16 with BOM (Excel's "Unicode text"), else the
+encoding charset-normalizer detects (UTF-16 without BOM, Shift-JIS, GB18030, Windows code pages),
+else Windows-1252, else Latin-1; the delimiter (`,` `;` or tab) is sniffed by `csv.Sniffer` and confirmed
 by the header, whose names match case-, space-, hyphen- and underscore-insensitively against the
 aliases below. The `csv` module does the parsing; values are checked later, vectorised
 (`pipeline.labelers.values`).
@@ -13,17 +14,24 @@ import codecs
 import contextlib
 import csv
 import io
+import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import charset_normalizer
 import polars as pl
 
 from pipeline.errors import InputError
+from pipeline.formulas import neutralise, neutralise_expr
+from pipeline.labelers.values import MAX_ID_LENGTH
 
 DELIMITERS = (",", ";", "\t")
-LOG_ID_ALIASES = ("log_id", "cf_aig_log_id", "log", "id")
+# The explicit log id names first; then Cloudflare's request-id header, which carries the same
+# value as cf-aig-log-id for a request answered in one step (unless [labels.csv] join_key names it:
+# then it is the join column).
+LOG_ID_ALIASES = ("log_id", "cf_aig_log_id", "log", "id", "cf_aig_request_id", "request_id")
 FEEDBACK_ALIASES = ("feedback", "rating", "thumbs", "label")
 SCORE_ALIASES = ("score",)
 REASON_ALIASES = ("reason", "comment", "note", "notes")
@@ -60,9 +68,10 @@ def match_header(header: list[str], join_key: str = "log_id") -> Columns:
         return None
 
     join = normalize_header(join_key)
+    explicit = LOG_ID_ALIASES[: LOG_ID_ALIASES.index("cf_aig_request_id")]
     return Columns(
-        log_id=find(LOG_ID_ALIASES),
-        join=None if join in LOG_ID_ALIASES else find([join]),
+        log_id=find(a for a in LOG_ID_ALIASES if a in explicit or a != join),
+        join=None if join in explicit else find([join]),
         feedback=find(FEEDBACK_ALIASES),
         score=find(SCORE_ALIASES),
         reason=find(REASON_ALIASES),
@@ -81,17 +90,57 @@ class Table:
     rows: list[list[str]]
     lines: list[int]
     extra: list[str | None]
+    rejects: list[str | None] | None = None  # a reject code found while reading (broken_quote)
+    sheet: str = ""  # the sheet of a workbook; "" for CSV
+
+
+# When the detector finds several encodings equally clean, the one Excel writes on the analyst's
+# system is the likelier: the Windows code pages, Western first.
+PREFERRED = ("cp1252", "cp932", "gb18030", "cp949", "big5", "cp1251", "cp1250", "cp1253",
+             "cp1254", "cp1255", "cp1256", "cp1257", "cp1258", "cp874")  # fmt: skip
+DETECT_BYTES = 1 << 18  # the detector sees the first 256 KiB
+_TIE = 0.01
+
+
+def _detect(data: bytes) -> str | None:
+    """The encoding charset-normalizer finds for `data` (a Python codec name), or None."""
+    matches = list(charset_normalizer.from_bytes(data[:DETECT_BYTES]))
+    if not matches:
+        return None
+    best = min(m.chaos for m in matches)
+    tied = [m for m in matches if m.chaos <= best + _TIE]
+
+    def rank(match: Any) -> int:
+        names = [match.encoding, *match.could_be_from_charset]
+        return min((PREFERRED.index(n) for n in names if n in PREFERRED), default=len(PREFERRED))
+
+    chosen = min(tied, key=rank)  # min keeps the detector's order among equals
+    names = [chosen.encoding, *chosen.could_be_from_charset]
+    return "cp1252" if "cp1252" in names else str(chosen.encoding)
 
 
 def decode(data: bytes) -> tuple[str, str]:
-    """Bytes -> (text, encoding name). Never fails: Latin-1 reads any byte."""
+    """Bytes -> (text, encoding name). Never fails: Latin-1 reads any byte.
+
+    UTF-8 first (with its BOM, then without: the fast path, no detection), then the UTF-16 BOMs,
+    then whatever charset-normalizer detects (UTF-16 without BOM, Shift-JIS, GB18030, the
+    Windows code pages...), then Windows-1252, then Latin-1."""
     if data.startswith(codecs.BOM_UTF8):
         with contextlib.suppress(UnicodeDecodeError):
             return data[len(codecs.BOM_UTF8) :].decode("utf-8"), "utf-8-sig"
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         with contextlib.suppress(UnicodeDecodeError):
             return data.decode("utf-16"), "utf-16"
-    for encoding in ("utf-8", "cp1252"):
+    if b"\x00" not in data:  # NUL bytes are valid UTF-8, but mean UTF-16/32 or binary
+        with contextlib.suppress(UnicodeDecodeError):
+            return data.decode("utf-8"), "utf-8"
+    detected = _detect(data)
+    if detected is not None:
+        with contextlib.suppress(UnicodeDecodeError, LookupError):
+            text = data.decode(detected)
+            if "\x00" not in text and any(c in text for c in (*DELIMITERS, "\n", "\r")):
+                return text, detected  # a text with rows or cells in it, not decoded noise
+    for encoding in ("cp1252",):
         with contextlib.suppress(UnicodeDecodeError):
             return data.decode(encoding), encoding
     return data.decode("latin-1"), "latin-1"
@@ -132,15 +181,91 @@ def read_table(data: bytes, *, join_key: str = "log_id", tab_first: bool = False
         raise InputError(f"not readable as CSV: {exc}") from None
 
 
+MAX_RECORD_LINES = 100  # a quoted cell over more physical lines than this is a runaway quote
+_ID_LIKE = re.compile(r"\S*\d\S*")  # a key cell: no blanks, at least one digit (every id format)
+
+
+def _alone(line: str, delimiter: str) -> list[str]:
+    """One physical line's cells, parsed on its own (an unclosed quote runs to the line's end)."""
+    try:
+        return next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter), [])
+    except csv.Error:  # a single cell beyond the csv module's field limit
+        return [line.rstrip("\r\n")]
+
+
+def _starts_a_row(line: str, delimiter: str, columns: Columns) -> bool:
+    """Does this physical line, read alone, look like a data row of its own (a key cell shaped
+    like an id in the key's position, with at least one more cell)?"""
+    cells = _alone(line, delimiter)
+    position = columns.log_id if columns.log_id is not None else columns.join
+    if position is None or len(cells) <= max(position, 1):
+        return False
+    key = cells[position].strip()
+    return len(key) <= MAX_ID_LENGTH and bool(_ID_LIKE.fullmatch(key))
+
+
+def _runaway(span: list[str], delimiter: str, columns: Columns, at_end: bool) -> bool:
+    """Is this record (its physical lines) a quote that never closed properly, rather than a
+    quoted cell with line breaks in it? Yes when it spans more than MAX_RECORD_LINES lines, when
+    its quotes do not pair up (it ran to the end of the file, or was closed by another stray
+    quote), or when a line inside it reads as a data row of its own."""
+    if len(span) > MAX_RECORD_LINES:
+        return True
+    if sum(line.count('"') for line in span) % 2:
+        return len(span) > 1 or at_end
+    return any(_starts_a_row(line, delimiter, columns) for line in span[1:])
+
+
+def _records(
+    physical: list[str], delimiter: str, columns: Columns
+) -> Iterator[tuple[int, list[str], str | None]]:
+    """(line number, cells, reject code or None) for every record of the file, header included.
+
+    The csv module reads the records; a record that is a runaway quote is read again line by
+    line, each physical line one record, and the lines whose quotes do not pair up are
+    ``broken_quote``. A cell past the csv module's field limit (only a runaway makes one) is the
+    same: the lines read so far are re-read line by line and parsing resumes after them."""
+    offset = 0
+    total = len(physical)
+    while offset < total:
+        reader = csv.reader(itertools.islice(physical, offset, None), delimiter=delimiter)
+        previous = offset
+        try:
+            for record in reader:
+                start, end = previous + 1, offset + reader.line_num
+                previous = end
+                if end == start and end != total:  # one line: the common case, nothing to check
+                    yield start, record, None
+                elif _runaway(physical[start - 1 : end], delimiter, columns, end == total):
+                    yield from _line_wise(physical, start, end, delimiter)
+                else:
+                    yield start, record, None
+            return
+        except csv.Error:
+            end = max(offset + reader.line_num, previous + 1)
+            yield from _line_wise(physical, previous + 1, end, delimiter)
+            offset = end
+
+
+def _line_wise(
+    physical: list[str], start: int, end: int, delimiter: str
+) -> Iterator[tuple[int, list[str], str | None]]:
+    for number in range(start, end + 1):
+        line = physical[number - 1]
+        broken = "broken_quote" if line.count('"') % 2 else None
+        yield number, _alone(line, delimiter), broken
+
+
 def _rows(text: str, encoding: str, delimiter: str, columns: Columns) -> Table:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    physical = io.StringIO(text, newline="").readlines()
     header: list[str] = []
     rows: list[list[str]] = []
     lines: list[int] = []
+    rejects: dict[int, str] = {}  # row index -> a reject code found while reading
     ragged: dict[int, str] = {}  # row index -> non-empty cells beyond the header
-    previous = width = 0
-    for record in reader:  # the one Python loop: the csv module hands over rows one by one
-        start, previous = previous + 1, reader.line_num
+    width = 0
+    # The one Python loop: the csv module hands over records one by one.
+    for start, record, reject in _records(physical, delimiter, columns):
         if not "".join(record).strip():
             continue
         if not header:
@@ -152,12 +277,17 @@ def _rows(text: str, encoding: str, delimiter: str, columns: Columns) -> Table:
             if beyond:
                 ragged[len(rows)] = delimiter.join(beyond)
             record = (record + [""] * width)[:width]
+        if reject is not None:
+            rejects[len(rows)] = reject
         rows.append(record)
         lines.append(start)
     extra: list[str | None] = [None] * len(rows)
     for index, cells in ragged.items():
         extra[index] = cells
-    return Table(encoding, delimiter, header, columns, rows, lines, extra)
+    codes: list[str | None] = [None] * len(rows)
+    for index, code in rejects.items():
+        codes[index] = code
+    return Table(encoding, delimiter, header, columns, rows, lines, extra, codes)
 
 
 def table_frame(table: Table) -> pl.DataFrame:
@@ -165,7 +295,11 @@ def table_frame(table: Table) -> pl.DataFrame:
     (too_many_fields or null), and the original cells as orig_<i>."""
     width = len(table.header)
     schema = {f"orig_{i}": pl.String for i in range(width)}
-    frame = pl.DataFrame(table.rows, schema=schema, orient="row")
+    frame = pl.DataFrame(table.rows, schema=schema, orient="row").with_columns(
+        # A rejects file dropped back: the apostrophe that neutralised a formula-leading cell
+        # (pipeline.formulas) is not part of the value.
+        pl.all().str.replace(r"^'([=+\-@\t\r])", "$1")
+    )
     c = table.columns
 
     def cell(index: int | None) -> pl.Expr:
@@ -179,10 +313,13 @@ def table_frame(table: Table) -> pl.DataFrame:
         cell(c.score).alias("score_raw"),
         cell(c.reason).alias("reason"),
         pl.Series("extra", table.extra, dtype=pl.String),
+        pl.Series("read_reject", table.rejects or [None] * len(table.rows), dtype=pl.String),
     ).with_columns(
         pl.col("feedback_raw").alias("feedback"),
         pl.col("score_raw").alias("score"),
-        pl.when(pl.col("extra").is_not_null())
+        pl.when(pl.col("read_reject").is_not_null())
+        .then(pl.col("read_reject"))
+        .when(pl.col("extra").is_not_null())
         .then(pl.lit("too_many_fields"))
         .otherwise(None)
         .alias("reject"),
@@ -190,6 +327,7 @@ def table_frame(table: Table) -> pl.DataFrame:
 
 
 _DETAIL = {
+    "broken_quote": ("a quote in this line is not closed; the line was read on its own", None),
     "too_many_fields": ("cells beyond the header: {}", "extra"),
     "missing_key": ("no log id in this row", None),
     "bad_log_id": ("{} is not a log id (spaces inside, or too long)", "log_id"),
@@ -212,16 +350,18 @@ def _detail() -> pl.Expr:
 
 
 def rejects_csv(frame: pl.DataFrame, header: list[str], delimiter: str) -> str:
-    """The rejects file's text: reject_line, reject_reason, reject_detail, then the original cells."""
+    """The rejects file's text: reject_line, reject_reason, reject_detail, then the original cells.
+    Cells that a spreadsheet would run as a formula (``=HYPERLINK(...)``) are neutralised
+    (`pipeline.formulas`); reading the file back removes the apostrophe again."""
     rejected = frame.filter(pl.col("reject").is_not_null()).sort("line")
     out = rejected.select(
         pl.col("line").alias("reject_line"),
         pl.col("reject").alias("reject_reason"),
-        _detail().alias("reject_detail"),
-        *[pl.col(f"orig_{i}").alias(f"orig_{i}") for i in range(len(header))],
+        neutralise_expr(_detail()).alias("reject_detail"),
+        *[neutralise_expr(pl.col(f"orig_{i}")).alias(f"orig_{i}") for i in range(len(header))],
     )
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow(["reject_line", "reject_reason", "reject_detail", *header])
+    writer.writerow(["reject_line", "reject_reason", "reject_detail", *map(neutralise, header)])
     writer.writerows(out.iter_rows())
     return buffer.getvalue()

@@ -21,6 +21,7 @@ FEEDBACK_WORDS: dict[str, int] = {**dict.fromkeys(POSITIVE, 1), **dict.fromkeys(
 
 # Reason codes, in the order they are checked: a row gets the first that applies.
 REASONS = (
+    "broken_quote",  # a quote opened in this line never closes properly: the line is read alone
     "too_many_fields",  # more non-empty cells than the header has columns
     "missing_key",  # no log id (and no join-key value)
     "bad_log_id",  # the id has spaces inside or is longer than MAX_ID_LENGTH

@@ -314,3 +314,184 @@ def test_a_log_id_column_still_works_when_a_join_key_is_set(tmp_path: Path) -> N
 
 # ---------------------------------------------------------------------------------------------
 # Each file applied once: moving, manifest, resume
+
+
+# ---------------------------------------------------------------------------------------------
+# Physical records: a broken quote is one rejected line, not a swallowed file
+
+
+def _fifty_rows_with_a_stray_quote() -> str:
+    rows = [f"L{i},{'up' if i % 2 else 'down'},fine {i}" for i in range(1, 51)]
+    rows[5] = 'L6,up,"stray quote at the start of a cell'
+    rows[30] = 'L31,down,"good, short"'
+    return "log_id,feedback,reason\n" + "\n".join(rows) + "\n"
+
+
+def test_a_stray_quote_rejects_its_line_and_the_rest_still_counts(tmp_path: Path) -> None:
+    """50 rows, one with an unclosed quote: rows 50 = accepted 49 + rejected 1, on line 7."""
+    drop(tmp_path, "q.csv", _fifty_rows_with_a_stray_quote())
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    q = by_file(out.accounting, "q.csv")
+    assert (q["rows"], q["accepted"], q["rejected"]) == (50, 49, 1)
+    assert q["rejected_by_reason"] == {"broken_quote": 1}
+    with (tmp_path / str(q["rejects_path"])).open(encoding="utf-8", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["reject_line"] == "7" and row["log_id"] == "L6"
+    assert len(row["reject_detail"]) < 200
+    assert "good, short" in out.labels["reason"].to_list()
+
+
+def test_a_stray_quote_running_to_the_end_of_a_large_file_is_one_rejected_line(
+    tmp_path: Path,
+) -> None:
+    """An unclosed quote near the top of 20,000 rows (past the csv module's field limit) costs one row."""
+    body = "".join(f"L{i},up,reason number {i} with some words\n" for i in range(20_000))
+    drop(tmp_path, "big.csv", 'log_id,feedback,reason\nX0,up,"oops\n' + body)
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    big = by_file(out.accounting, "big.csv")
+    assert (big["rows"], big["accepted"], big["rejected"]) == (20_001, 20_000, 1)
+
+
+def test_properly_quoted_multi_line_cells_are_one_row(tmp_path: Path) -> None:
+    """A comment over three lines inside closed quotes is one row and keeps its line breaks."""
+    text = 'log_id,feedback,reason\nL1,up,"first line\nsecond line\nthird"\nL2,down,plain\n'
+    drop(tmp_path, "m.csv", text)
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    m = by_file(out.accounting, "m.csv")
+    assert (m["rows"], m["accepted"], m["rejected"]) == (2, 2, 0)
+    assert "first line\nsecond line\nthird" in out.labels["reason"].to_list()
+    assert out.labels.filter(pl.col("log_id") == "L2")["reason"].to_list() == ["plain"]
+
+
+@given(
+    st.lists(st.sampled_from(["up", "down", "-1", "meh", ""]), min_size=1, max_size=30),
+    st.sets(st.integers(0, 29), max_size=4),
+)
+def test_rows_in_always_equal_accepted_plus_rejected(labels: list[str], broken: set[int]) -> None:
+    """Whatever quotes are broken, every non-blank physical line is one row, on its own line."""
+    quote = '"'
+    lines = [f"L{i},{quote if i in broken else ''}{v},x" for i, v in enumerate(labels)]
+    table = read_table(("log_id,feedback,reason\n" + "\n".join(lines) + "\n").encode())
+    assert len(table.rows) == len(labels)
+    assert table.lines == list(range(2, len(labels) + 2))
+    assert [r is not None for r in table.rejects] == [i in broken for i in range(len(labels))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Encodings, detected
+
+
+def test_utf16_without_a_bom_is_read_not_called_binary(tmp_path: Path) -> None:
+    """UTF-16 LE without its BOM (some exporters omit it) is detected and read."""
+    text = "log_id,feedback,reason\n" + "".join(f"L{i},up,très bien {i}\n" for i in range(1, 5))
+    drop(tmp_path, "u.csv", text.encode("utf-16-le"))
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    u = by_file(out.accounting, "u.csv")
+    assert u["status"] == "applied" and u["encoding"] == "utf_16_le" and u["accepted"] == 4
+    assert "très bien 1" in out.labels["reason"].to_list()
+
+
+JAPANESE = [
+    "とても良い回答です",
+    "間違っています",
+    "説明が分かりやすい",
+    "翻訳が不自然です",
+    "計算が間違い",
+]
+
+
+def test_shift_jis_is_detected_not_decoded_as_cp1252(tmp_path: Path) -> None:
+    """A Japanese Excel export (Shift-JIS) keeps its comments readable."""
+    rows = [f"L{1 + i % 4},{'up' if i % 2 else 'down'},{JAPANESE[i % 5]}" for i in range(30)]
+    drop(tmp_path, "jp.csv", ("log_id,feedback,reason\n" + "\n".join(rows) + "\n").encode("cp932"))
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    jp = by_file(out.accounting, "jp.csv")
+    assert jp["encoding"] in ("cp932", "shift_jis") and jp["accepted"] == 30
+    assert set(out.labels["reason"].to_list()) <= set(JAPANESE)
+
+
+def test_utf8_with_and_without_bom_is_utf8(tmp_path: Path) -> None:
+    """UTF-8 stays UTF-8 (the fast path), with or without BOM, even with a cp1252-looking byte run."""
+    body = "log_id,feedback,reason\nL1,up,Übergröße ✓\n"
+    assert read_table(body.encode()).encoding == "utf-8"
+    assert read_table(codecs.BOM_UTF8 + body.encode()).encoding == "utf-8-sig"
+
+
+# ---------------------------------------------------------------------------------------------
+# Ids of every format; the request-id header
+
+
+UUID7 = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+ULID = "01JADM4X3K7Q8R9S0T1V2W3X4Y"
+HEX64 = "ab" * 32
+
+
+def test_ids_match_the_extract_whatever_their_case(tmp_path: Path) -> None:
+    """Upper-case UUIDv7, lower-case ULID and upper hex in a CSV label the logs the extract holds."""
+    logs = pl.DataFrame({"id": [UUID7, ULID, HEX64]})
+    text = f"log_id,feedback\n{UUID7.upper()},up\n{ULID.lower()},down\n{HEX64.upper()},up\n"
+    drop(tmp_path, "a.csv", text)
+    out = labeler(tmp_path).run(logs, "r", NOW)
+    assert sorted(out.labels.select("log_id", "feedback").rows()) == sorted(
+        [(UUID7, 1), (ULID, -1), (HEX64, 1)]
+    )
+    assert by_file(out.accounting, "a.csv")["outside_window"] == 0
+
+
+def test_the_same_log_in_two_spellings_is_one_log(tmp_path: Path) -> None:
+    """A UUID written lower then upper case: the later row wins, the earlier is superseded."""
+    drop(tmp_path, "a.csv", f"log_id,feedback\n{UUID7},up\n{UUID7.upper()},down\n")
+    out = labeler(tmp_path).run(pl.DataFrame({"id": [UUID7]}), "r", NOW)
+    a = by_file(out.accounting, "a.csv")
+    assert (a["labels"], a["superseded"]) == (1, 1)
+    assert out.labels.select("log_id", "feedback").rows() == [(UUID7, -1)]
+
+
+@pytest.mark.parametrize("header", ["request_id", "cf-aig-request-id", "CF-AIG-Request-ID"])
+def test_a_request_id_column_is_the_log_id(tmp_path: Path, header: str) -> None:
+    """A column named like Cloudflare's request-id header carries the log id (same value)."""
+    drop(tmp_path, "a.csv", f"{header},feedback\n{UUID7.upper()},up\n{ULID.lower()},down\n")
+    out = labeler(tmp_path).run(pl.DataFrame({"id": [UUID7, ULID]}), "r", NOW)
+    assert sorted(out.labels.select("log_id", "feedback").rows()) == sorted(
+        [(UUID7, 1), (ULID, -1)]
+    )
+
+
+def test_an_explicit_log_id_column_wins_over_request_id(tmp_path: Path) -> None:
+    """With both log_id and request_id columns, log_id names the log."""
+    drop(tmp_path, "a.csv", f"request_id,log_id,feedback\nreq-1,{ULID},up\n")
+    out = labeler(tmp_path).run(pl.DataFrame({"id": [ULID]}), "r", NOW)
+    assert out.labels["log_id"].to_list() == [ULID]
+
+
+def test_join_key_values_match_metadata_case_insensitively(tmp_path: Path) -> None:
+    """join_key = trace_id: an upper-case UUID in the CSV finds the log whose metadata has it lower."""
+    known = pl.DataFrame({"id": [ULID], "metadata": [f'{{"trace_id":"{UUID7}"}}']})
+    drop(tmp_path, "a.csv", f"trace_id,feedback\n{UUID7.upper()},up\n")
+    out = labeler(tmp_path, "trace_id", known).run(pl.DataFrame({"id": [ULID]}), "r", NOW)
+    assert out.labels["log_id"].to_list() == [ULID]
+
+
+# ---------------------------------------------------------------------------------------------
+# The rejects file neutralises formulas
+
+
+def test_rejects_file_neutralises_formula_cells_and_drops_back_unchanged(tmp_path: Path) -> None:
+    """'=HYPERLINK(...)' echoed into the rejects file starts with an apostrophe; -1 stays -1; fixed
+    and dropped back, the reason reads as the analyst wrote it."""
+    link = '=HYPERLINK("http://evil","x")'
+    drop(
+        tmp_path,
+        "a.csv",
+        f'log_id,feedback,score,reason\nL1,meh,-1,"{link.replace(chr(34), chr(34) * 2)}"\n',
+    )
+    labeler(tmp_path).run(LOGS, "run-1", NOW)
+    rejects = tmp_path / "processed" / "run-1" / "a.rejects.csv"
+    with rejects.open(encoding="utf-8", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["reason"] == "'" + link and row["score"] == "-1"
+    assert all(not v.startswith(("=", "+", "@")) for v in row.values())
+    fixed = rejects.read_text(encoding="utf-8").replace(",meh,-1,", ",up,50,")
+    drop(tmp_path, "fixed.csv", fixed)
+    out = labeler(tmp_path).run(LOGS, "run-2", NOW)
+    assert out.labels["reason"].to_list() == [link]
