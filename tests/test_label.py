@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -255,3 +256,95 @@ def test_label_command_prints_a_summary(tmp_path: Path) -> None:
     assert "logs labeled" in result.output
     assert "csv      1 file, 2 rows: 1 accepted, 1 rejected (bad_feedback 1)" in result.output
     assert run.paths.chosen.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The streamed stage against the outputs of the in-memory stage it replaced
+
+GOLDEN = Path(__file__).parent / "data" / "label_golden.json"
+MIXED_RULES = (
+    RULES
+    + """
+[[labels.rules]]
+name = "never"
+when = "status_code = 999"
+feedback = -1
+
+[[labels.rules]]
+name = "speed"
+when = "duration > 0"
+feedback = "CASE WHEN duration < 2000 THEN 1 ELSE 0 END"
+score = "duration / 40"
+reason = "speed"
+
+[[labels.rules]]
+name = "pricey"
+when = "cost > 0.001 OR tokens_in IS NULL"
+score = 10
+"""
+)
+# A judge that answers for every third log it is sent, from the status code.
+JUDGE_CODE = (
+    "import json, sys, polars as pl; "
+    "f = pl.read_parquet(sys.argv[1]).sort('id').gather_every(3); "
+    "rows = [json.dumps({'log_id': i, 'feedback': 1 if s < 400 else -1, 'reason': 'judged'}) "
+    "for i, s in zip(f['id'], f['status_code'])]; "
+    "open(sys.argv[2], 'w').write('\\n'.join(rows))"
+)
+MIXED_VARIANTS = {
+    "default": "",
+    "shadow": '\n[load]\nprecedence = ["external", "csv"]\n',
+}
+
+
+def mixed_outputs(tmp_path: Path, variant: str) -> dict[str, Any]:
+    """The stage's outputs on a fixture that mixes every kind of source, as plain JSON values."""
+    external = (
+        "\n[labels.external]\n"
+        f'command = [{json.dumps(sys.executable)}, "-c", {json.dumps(JUDGE_CODE)}, '
+        '"{input}", "{output}"]\n'
+        'send = "all"\nfetch_heads = false\n'
+    )
+    job = make_job(tmp_path, MIXED_RULES + external + MIXED_VARIANTS[variant])
+    logs = write_logs(job, sample_logs(300, seed=5))
+    ids = logs["id"].to_list()
+    inbox = job.labels.csv.inbox
+    write_csv(inbox, "a.csv", CSV.format(*ids))
+    write_csv(
+        inbox,
+        "b.csv",
+        "log_id;rating;score;comment\n"
+        + "".join(f"{ids[k]};{'up' if k % 2 else 'down'};{k % 120};b{k}\n" for k in range(0, 60, 4))
+        + "OLD-LOG-1;up;;\nOLD-LOG-2;;55;\n",
+    )
+    run = make_run(job)
+    result = asyncio.run(label(job, run, clock=lambda: NOW)).to_json()
+    analysis = json.loads(run.paths.label_analysis.read_text())
+
+    def rows(path: Path, order: list[str]) -> list[list[Any]]:
+        frame = pl.read_parquet(path).sort(order)
+        return [[v.isoformat() if isinstance(v, datetime) else v for v in r] for r in frame.rows()]
+
+    drop = {"seconds", "paths", "run_id"}
+    result = {k: v for k, v in result.items() if k not in drop}
+    result["external"] = {k: v for k, v in result["external"].items() if k != "seconds"}
+    analysis["external"] = {k: v for k, v in analysis["external"].items() if k != "seconds"}
+    outputs = {
+        "result": result,
+        "analysis": {k: v for k, v in analysis.items() if k not in ("run_id", "window")},
+        "chosen": rows(run.paths.chosen, ["log_id"]),
+        "labels": rows(run.paths.labels, ["source", "log_id"]),
+    }
+    loaded = json.loads(json.dumps(outputs).replace(run.run_id, "RUN"))  # processed/<run>/a.csv
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+@pytest.mark.parametrize("variant", sorted(MIXED_VARIANTS))
+def test_the_streamed_stage_gives_the_outputs_of_the_in_memory_stage(
+    tmp_path: Path, variant: str
+) -> None:
+    """Same labels, same chosen rows, same analysis numbers as the stage that held every log in
+    memory (its outputs on this fixture are kept in tests/data/label_golden.json)."""
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))[variant]
+    assert mixed_outputs(tmp_path, variant) == golden
