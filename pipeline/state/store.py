@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -84,6 +85,32 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_parquet_stream_atomic(
+    pieces: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema, path: Path
+) -> int:
+    """`write_parquet_atomic` for data that arrives in pieces (a streamed query's batches): each
+    piece is cast to `schema`, scrubbed and appended, so only one piece is in memory at a time.
+    Returns the rows written; no piece at all writes an empty file of `schema`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    rows = 0
+    try:
+        os.fchmod(fd, _file_mode())
+        os.close(fd)
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for piece in pieces:
+                table = (
+                    pa.Table.from_batches([piece]) if isinstance(piece, pa.RecordBatch) else piece
+                )
+                writer.write_table(scrub_table(table.select(schema.names).cast(schema)))
+                rows += table.num_rows
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return rows
 
 
 def write_text_atomic(text: str, path: Path) -> Path:
