@@ -14,19 +14,32 @@ from typing import Any
 
 from pipeline.report.extras import Extras
 from pipeline.report.view import (
+    CHANGE_HEADER,
+    COVERAGE_HEADER,
     FAILURE_HEADER,
     FEEDBACK_HEADER,
+    FILES_HEADER,
     MODEL_HEADER,
+    OVERLAP_HEADER,
     REJECT_HEADER,
+    REQUESTS_HEADER,
+    SCORE_HEADER,
+    coverage_rows,
     failure_count,
     failure_rows,
     feedback_rows,
+    file_rows,
     fmt,
     headline,
     model_rows,
+    overlap_rows,
+    pct,
     reject_rows,
     rejected_count,
+    request_rows,
+    score_rows,
     source_count,
+    source_rows,
     stage_numbers,
     status_word,
     sums,
@@ -62,6 +75,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
 
 
 def render_markdown(data: Mapping[str, Any], extras: Extras) -> str:
+    """The same sections and numbers as report.html, in its order; tables instead of charts."""
     w = data["window"]
     cause, sentence, others = headline(data)
     lines = [f"# aigw-feedback run {text(data['run_id'])}: **{status_word(data)}**", ""]
@@ -72,32 +86,69 @@ def render_markdown(data: Mapping[str, Any], extras: Extras) -> str:
     lines += [f"- {text(p)}" for p in others] + ([""] if others else [])
     lines += [
         f"Job {code(data['job'])}, gateway {code(data['gateway_id'])}, window "
-        f"{text(w['start'])} .. {text(w['end'])}, {text(data['started_at'])} → "
+        f"{text(w['start'])} to {text(w['end'])}, ran {text(data['started_at'])} to "
         f"{text(data['finished_at'])}. Exit code {data['exit_code']}.",
         "",
     ]
     if data["not_run"]:
         lines += [f"Not run: {', '.join(data['not_run'])}.", ""]
-    lines += ["## Numbers", ""]
-    lines += [f"- {'✓' if ok else '✗ does not add up:'} {s}" for s, ok in sums(data)]
-    lines.append("")
-    lines += table(["stage", "numbers"], stage_numbers(data))
-    by_source = data["labels"]["by_source"]
-    if by_source:
-        lines += ["## Labels by source", ""]
-        lines += table(["source", "labels"], [(k, source_count(v)) for k, v in by_source.items()])
-    if extras.by_model:
-        lines += ["## Labels by provider and model", ""]
-        lines += table(MODEL_HEADER, model_rows(extras))
+    lines += ["## What changed", ""]
     if extras.feedback:
-        lines += ["## Feedback on the labeled logs", ""]
+        lines += ["### Feedback on the labeled logs", ""]
         lines += table(FEEDBACK_HEADER, feedback_rows(extras))
         if extras.feedback_note:
             lines += [extras.feedback_note, ""]
+    else:
+        lines += ["Nothing was planned, so nothing changed.", ""]
+    if extras.score:
+        lines += ["### Scores on the labeled logs", ""]
+        lines += table(SCORE_HEADER, score_rows(extras))
+    if extras.by_source:
+        lines += ["### By source", ""]
+        lines += table(("source", *CHANGE_HEADER), source_rows(extras))
+    if extras.by_model:
+        lines += ["### By provider and model", ""]
+        lines += table((*MODEL_HEADER, *CHANGE_HEADER), model_rows(extras))
+    req = data["requests"]
+    lines += ["## Requests", ""]
+    lines += [
+        f"{fmt(req['total'])} requests in all, {pct(req['utilisation'])} of the budget of "
+        f"{fmt(req['budget_per_s'])} requests per second.",
+        "",
+    ]
+    if extras.stage_requests:
+        lines += table(REQUESTS_HEADER, request_rows(extras))
+    lines += _labels(data, extras)
+    lines += ["## Numbers that add up", ""]
+    lines += [f"- {'✓' if ok else '✗ does not add up:'} {s}" for s, ok in sums(data)]
+    lines.append("")
+    lines += ["## Stage by stage", ""]
+    lines += table(["stage", "numbers"], stage_numbers(data))
     if extras.failures:
         lines += [f"## Failures ({fmt(failure_count(data, extras))})", ""]
         lines += table(FAILURE_HEADER, failure_rows(extras))
     if extras.rejects:
-        lines += [f"## Rejected CSV rows ({fmt(rejected_count(data, extras))})", ""]
+        lines += [f"## Rejected rows ({fmt(rejected_count(data, extras))})", ""]
         lines += table(REJECT_HEADER, reject_rows(extras))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _labels(data: Mapping[str, Any], extras: Extras) -> list[str]:
+    """Coverage per source, where sources overlap, and the inbox's files."""
+    lines = ["## Labels", ""]
+    coverage = coverage_rows(extras.analysis)
+    if coverage:
+        lines += table(COVERAGE_HEADER, coverage)
+    elif data["labels"]["by_source"]:
+        by_source = data["labels"]["by_source"]
+        lines += table(["source", "labels"], [(k, source_count(v)) for k, v in by_source.items()])
+    else:
+        lines += ["No labels.", ""]
+    overlaps = overlap_rows(extras.analysis)
+    if overlaps:
+        lines += ["### Agreement where sources overlap", ""]
+        lines += table(OVERLAP_HEADER, overlaps)
+    if extras.csv_files:
+        lines += ["### Files in the inbox", ""]
+        lines += table(FILES_HEADER, file_rows(extras))
+    return lines

@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeline.report import words
 from pipeline.report.extras import Extras
 
 MAX_ROWS = 50  # rows per failure / reject / model table in md and html
@@ -19,10 +20,17 @@ STATUS_SENTENCES = {
     "nothing_to_do": "Nothing to do: no label needed a change, and nothing went wrong.",
 }
 
-MODEL_HEADER = ("provider", "model", "labels", "+1", "-1", "to patch")
+MODEL_HEADER = ("provider", "model")
+CHANGE_HEADER = ("labels", "written", "+1 before → after", "-1 before → after",
+                 "mean score before → after")  # fmt: skip
 FEEDBACK_HEADER = ("feedback", "before", "planned", "after")
+SCORE_HEADER = ("score", "before", "planned", "after")
 FAILURE_HEADER = ("log", "what", "HTTP", "reason")
 REJECT_HEADER = ("file", "line", "reason")  # the HTML adds the row itself
+REQUESTS_HEADER = ("stage", "requests", "seconds", "peak per second", "counted")
+OVERLAP_HEADER = ("sources", "logs labeled by both", "feedback agrees", "opposite feedback",
+                  "score differs by (mean)")  # fmt: skip
+FILES_HEADER = ("file", "status", "encoding", "rows", "accepted", "rejected", "labels")
 
 
 def headline(data: Mapping[str, Any]) -> tuple[str | None, str | None, list[str]]:
@@ -91,35 +99,138 @@ def pct(value: Any) -> str:
     return "–" if value is None else f"{float(value) * 100:.0f}%"
 
 
-def stage_numbers(data: Mapping[str, Any], *, csv_each: bool = False) -> list[tuple[str, str]]:
-    """One line of numbers per stage, and the requests. ``csv_each``: name "csv" before each of
-    the label stage's CSV counts (the HTML's wording) rather than once (the Markdown's)."""
+def share(value: Any) -> str:
+    """A small share, to one decimal: 1.4%."""
+    return "–" if value is None else f"{float(value) * 100:.1f}%"
+
+
+def stage_numbers(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """One line of numbers per stage, and the requests, in words: "logs in the window 2,846 ·
+    requests 61". A stage that did not run says so."""
     rows = []
-    for name in ("extract", "plan", "load", "verify"):
-        sec = data[name]
-        shown = ", ".join(f"{k} {fmt(v)}" for k, v in sec.items() if k != "ran")
-        rows.append((name, shown if sec["ran"] else "not run"))
-    lb = data["labels"]
-    csv = [f"{k} {fmt(v)}" for k, v in lb["csv"].items()]
-    if csv_each:
-        labels = ", ".join(
-            [f"total {fmt(lb['total'])}", f"conflicts {fmt(lb['conflicts'])}"]
-            + [f"csv {c}" for c in csv]
+    for name in ("extract", "labels", "plan", "load", "verify", "requests"):
+        sec = dict(data[name])
+        if name == "labels":
+            sec = {k: v for k, v in sec.items() if k not in ("csv", "by_source")} | sec["csv"]
+        if "ran" in sec and not sec["ran"]:
+            rows.append((name, "not run"))
+            continue
+        items = words.section_items(name, sec)
+        rows.append(
+            (name, " · ".join(f"{label} {_shown(name, label, v)}" for label, v, _ in items))
         )
-    else:
-        labels = f"total {fmt(lb['total'])}, conflicts {fmt(lb['conflicts'])}, csv " + ", ".join(
-            csv
-        )
-    rows.insert(1, ("labels", labels if lb["ran"] else "not run"))
-    req = data["requests"]
-    rows.append(
-        (
-            "requests",
-            f"total {fmt(req['total'])}, budget {fmt(req['budget_per_s'])}/s, utilisation "
-            f"{pct(req['utilisation'])} (load {pct(req['load_utilisation'])})",
-        )
-    )
     return rows
+
+
+def stage_items(
+    data: Mapping[str, Any],
+) -> list[tuple[str, bool, list[tuple[str, str, str | None]]]]:
+    """Each stage's numbers as (title, ran, [(words, value, note)]), for the HTML's lists."""
+    out = []
+    for name in ("extract", "labels", "plan", "load", "verify", "requests"):
+        sec = dict(data[name])
+        if name == "labels":
+            sec = {k: v for k, v in sec.items() if k not in ("csv", "by_source")} | sec["csv"]
+        ran = bool(sec.get("ran", True))
+        items = [(label, _shown(name, label, v), note)
+                 for label, v, note in words.section_items(name, sec)]  # fmt: skip
+        out.append((name, ran, items if ran else []))
+    return out
+
+
+def _shown(section: str, label: str, value: Any) -> str:
+    if section == "requests" and "share" in label:
+        return pct(value)
+    return fmt(value)
+
+
+def arrow(before: Any, after: Any) -> str:
+    """before → after, as the report shows a change ("–" for what is not known)."""
+    return f"{fmt(before)} → {fmt(after)}"
+
+
+def score(value: Any) -> str:
+    """A mean score, to one decimal."""
+    return "–" if value is None else f"{float(value):.1f}"
+
+
+def change_cells(row: Mapping[str, Any]) -> list[Any]:
+    return [
+        row["labels"],
+        row["written"],
+        arrow(row["good_before"], row["good_after"]),
+        arrow(row["bad_before"], row["bad_after"]),
+        f"{score(row['score_before'])} → {score(row['score_after'])}",
+    ]
+
+
+def source_rows(extras: Extras) -> list[list[Any]]:
+    return [[r["source"], *change_cells(r)] for r in extras.by_source[:MAX_ROWS]]
+
+
+def score_rows(extras: Extras) -> list[list[Any]]:
+    rows = []
+    for r in extras.score:
+        shown = score if r["what"] == "mean score" else fmt
+        rows.append([r["what"], *(shown(r[k]) for k in ("before", "planned", "after"))])
+    return rows
+
+
+def request_rows(extras: Extras) -> list[list[Any]]:
+    """Per stage: requests, seconds, the peak (per second, or the stage's average), how counted."""
+    rows = []
+    for s in extras.stage_requests:
+        if s.timeline:
+            peak: float = max(n for _, n in s.timeline)
+            how = "each second"
+        else:
+            peak = round(s.requests / max(s.seconds, 1.0), 2)
+            how = "average over the stage"
+        rows.append([words.STAGE_TITLES[s.stage], s.requests, s.seconds, peak, how])
+    return rows
+
+
+def coverage_rows(analysis: Mapping[str, Any] | None) -> list[list[Any]]:
+    """Per source: labels, +1, -1, share of the window's logs, logs shared with another source."""
+    sources = (analysis or {}).get("sources")
+    if not isinstance(sources, Mapping):
+        return []
+    return [
+        [name, s.get("labels"), s.get("positive"), s.get("negative"), share(s.get("coverage")),
+         s.get("overlaps"), s.get("conflicts")]
+        for name, s in sources.items()
+        if isinstance(s, Mapping)
+    ]  # fmt: skip
+
+
+COVERAGE_HEADER = ("source", "labels", "+1", "-1", "share of the window's logs",
+                   "shared with another source", "opposite feedback")  # fmt: skip
+
+
+def overlap_rows(analysis: Mapping[str, Any] | None, level: str = "sources") -> list[list[Any]]:
+    """Each pair of sources that labeled the same logs: how many, and how far they agree."""
+    pairs = ((analysis or {}).get("agreement") or {}).get(level) or []
+    rows = []
+    for p in pairs:
+        if not isinstance(p, Mapping):
+            continue
+        agree = (
+            f"{fmt(p.get('agree'))} of {fmt(p.get('both_feedback'))} ({pct(p.get('agreement'))})"
+            if p.get("both_feedback")
+            else "–"
+        )
+        rows.append([f"{p.get('a')} & {p.get('b')}", p.get("overlap"), agree,
+                     p.get("disagree"), p.get("score_mean_abs_diff")])  # fmt: skip
+    return rows
+
+
+def file_rows(extras: Extras) -> list[list[Any]]:
+    """The inbox files the label stage read: no paths or hashes, what a person checks."""
+    return [
+        [f.get("name"), words.file_status(f.get("status")), f.get("encoding"), f.get("rows"),
+         f.get("accepted"), f.get("rejected"), f.get("labels")]
+        for f in extras.csv_files[:MAX_ROWS]
+    ]  # fmt: skip
 
 
 def source_count(value: Any) -> Any:
@@ -133,8 +244,7 @@ def source_count(value: Any) -> Any:
 
 
 def model_rows(extras: Extras) -> list[list[Any]]:
-    keys = ("provider", "model", "labels", "positive", "negative", "patch")
-    return [[r[k] for k in keys] for r in extras.by_model[:MAX_ROWS]]
+    return [[r["provider"], r["model"], *change_cells(r)] for r in extras.by_model[:MAX_ROWS]]
 
 
 def feedback_rows(extras: Extras) -> list[list[Any]]:
@@ -142,12 +252,22 @@ def feedback_rows(extras: Extras) -> list[list[Any]]:
 
 
 def failure_rows(extras: Extras) -> list[list[Any]]:
-    return [[r["log_id"], r["what"], r["http"], r["reason"]] for r in extras.failures[:MAX_ROWS]]
+    return [
+        [r["log_id"], words.failure(r["what"]), r["http"], r["reason"]]
+        for r in extras.failures[:MAX_ROWS]
+    ]
 
 
 def reject_rows(extras: Extras, *, with_row: bool = False) -> list[list[Any]]:
-    keys = ("file", "line", "reason", "row") if with_row else REJECT_HEADER
-    return [[r.get(k) for k in keys] for r in extras.rejects[:MAX_ROWS]]
+    """file, line, the reason in words (the row's cells, as "column: value", with ``with_row``)."""
+    rows = []
+    for r in extras.rejects[:MAX_ROWS]:
+        why = words.reason(r.get("reason"), r.get("detail"))
+        if r.get("rows"):
+            why = f"{why} ({fmt(r['rows'])} rows)"
+        row = [r.get("file"), r.get("line"), why]
+        rows.append([*row, r.get("row") or ""] if with_row else row)
+    return rows
 
 
 def failure_count(data: Mapping[str, Any], extras: Extras) -> int:

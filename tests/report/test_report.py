@@ -17,7 +17,7 @@ from pipeline.label import LabelResult
 from pipeline.load import LoadResult
 from pipeline.plan import PlanResult
 from pipeline.report import assemble, build_report, exit_code_for, report
-from pipeline.report.html import render_value, timeline_svg
+from pipeline.report.html import render_value, stage_svg
 from pipeline.report.inputs import read_stages
 from pipeline.result import StageResult
 from pipeline.run_result import Stages
@@ -268,7 +268,7 @@ def test_html_report_escapes_hostile_strings_and_needs_no_network(tmp_path: Path
     assert not {"src", "href", "onerror"} & set(parser.attrs)  # nothing loads, nothing runs
     assert "http://" not in page and "https://" not in page
     assert "<svg" in page
-    assert "bad_feedback: " in text and '"feedback": "meh"' in text
+    assert "feedback not understood: " in text and "feedback: meh" in text
 
 
 def test_markdown_report_shows_hostile_strings_as_text(tmp_path: Path) -> None:
@@ -284,8 +284,8 @@ def test_markdown_report_shows_hostile_strings_as_text(tmp_path: Path) -> None:
     assert md.count("\\<script\\>") >= 3  # the model table, the failure, the rejected row
     row = next(line for line in md.splitlines() if "gpt" in line)
     assert "gpt\\|\\`4\\`\\*x\\*" in row
-    assert len(re.findall(r"(?<!\\)\|", row)) == 7  # six cells, as in the header
-    assert "| a\\|b.csv | 3 | bad_feedback: " in md
+    assert len(re.findall(r"(?<!\\)\|", row)) == 8  # seven cells, as in the header
+    assert "| a\\|b.csv | 3 | feedback not understood: " in md
 
 
 def test_render_value_turns_nested_maps_into_tables() -> None:
@@ -296,10 +296,11 @@ def test_render_value_turns_nested_maps_into_tables() -> None:
 
 
 def test_timeline_shows_the_budget_line() -> None:
-    """Requests over time are drawn against the budget, with no script."""
-    svg = timeline_svg([[100, 3], [101, 4], [105, 2]], 3.6)
-    assert "budget 3.60/s" in svg
-    assert svg.count("<rect") == 6
+    """Requests over time are drawn against the budget (a dashed line), one bar per second with
+    requests, with no script."""
+    svg = stage_svg(9, 6.0, 3.6, [[100, 3], [101, 4], [105, 2]])
+    assert svg.count('class="budget"') == 1
+    assert svg.count("<rect") == 3
     assert "<script" not in svg
 
 
@@ -340,7 +341,7 @@ def refused_run(tmp_path: Path, *, patched: int = 0) -> tuple[JobConfig, RunInfo
 
 def feedback_table(md: str) -> dict[str, list[str]]:
     """The before / planned / after table of report.md, by feedback value."""
-    part = md.split("## Feedback on the labeled logs", 1)[1].split("\n## ", 1)[0]
+    part = md.split("## Feedback on the labeled logs", 1)[1].split("\n#", 1)[0]
     rows = [line.strip("|").split("|") for line in part.splitlines() if line.startswith("| ")]
     return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
 
@@ -474,8 +475,8 @@ def test_rejected_rows_come_from_the_run_folder(tmp_path: Path) -> None:
         {"version": 1, "files": [], "rows": rows}, run.paths.root / "rejects.json"
     )
     result = report(run.run_id, job.store.data_dir)
-    assert "| a.csv | 7 | bad_feedback: 'meh' is not -1/1 |" in result.texts["md"]
-    assert "&quot;feedback&quot;: &quot;meh&quot;" in result.texts["html"]
+    assert "| a.csv | 7 | feedback not understood: 'meh' is not -1/1 |" in result.texts["md"]
+    assert "feedback: meh" in result.texts["html"]
 
 
 def test_an_error_of_an_unknown_kind_still_comes_first_with_its_message(tmp_path: Path) -> None:

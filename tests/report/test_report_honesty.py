@@ -94,10 +94,10 @@ def test_report_re_renders_from_the_run_folder_alone_and_changes_nothing(
     assert data["status"] == "ok"
     assert data["problems"][0].startswith("inbox file b.csv could not be read: ")
     assert "binary" in data["problems"][0]
-    assert "b.csv could not be read" in md.stdout.split("## Numbers")[0]  # the headline
-    rejected = md.stdout.split("## Rejected CSV rows (2)")[1]
-    assert "| a.csv | 7 | bad_feedback" in rejected
-    assert "| a.csv | 8 | missing_key" in rejected
+    assert "b.csv could not be read" in md.stdout.split("## What changed")[0]  # the headline
+    rejected = md.stdout.split("## Rejected rows (2)")[1]
+    assert "| a.csv | 7 | feedback not understood" in rejected
+    assert "| a.csv | 8 | no log id" in rejected
     assert html.stdout.strip() == str(data_dir / "runs" / run_id / "report.html")
 
 
@@ -143,7 +143,7 @@ def test_report_of_a_refused_token_says_why_and_writes_nothing_as_if(tmp_path: P
     assert "AI Gateway Edit" in data["problems"][0]
     assert data["requests"]["utilisation"] < 0.05
     md = invoke(["report", run_id, "--data-dir", str(data_dir)]).stdout
-    feedback = md.split("## Feedback on the labeled logs")[1].split("\n## ")[0]
+    feedback = md.split("## Feedback on the labeled logs")[1].split("\n#")[0]
     rows = [line.split("|")[1:-1] for line in feedback.splitlines() if line.startswith("| ")][1:]
     assert rows and all(before.strip() == after.strip() for _, before, _, after in rows)
 
