@@ -9,15 +9,24 @@ same run (after a crash) reads again the files the manifest says that run proces
 lost and none is applied twice. A dry run (`peek`) reads the inbox in place and changes nothing
 there: no manifest entry, no move.
 
+Only regular files directly in the inbox are read. Every other entry is left where it is and
+reported as ``skipped`` with its reason: a symbolic link (one pointing out of the inbox is refused
+and named with its target; one that loops or dangles is named too), a folder (even one named
+``x.csv``), a FIFO or socket (never opened: opening a FIFO blocks), a file of another extension, a
+file that cannot be opened (permission denied: it stays, and is read once it can be). Hidden files
+and Excel's ``~$`` lock files are ignored without a word.
+
 Reading a file's rows is the caller's (`pipeline.labelers.csv`): it passes a `Reader`, and a file
 the reader refuses (InputError) is set aside as unreadable.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -126,44 +135,116 @@ def _free_name(folder: Path, name: str) -> Path:
     return path
 
 
-def not_read(inbox: Path) -> list[FileReport]:
-    """Entries of the inbox that are not read as label files, each with the reason, so that an
-    analyst's file in the wrong format is named in the run's summary and report, not ignored."""
-    out: list[FileReport] = []
-    for path in sorted(inbox.iterdir()):
-        name = path.name
-        if name.startswith((".", "~$")) or name in ("processed", "rejected"):
-            continue  # hidden files, Excel's lock files, the inbox's own folders
-        if path.is_file() and path.suffix.lower() in EXTENSIONS:
-            continue
-        if path.is_dir():
-            why = "a folder, not a file: labels are read from files directly in the inbox"
-        elif not path.is_file():
-            why = "not a regular file"
-        else:
-            why = (
-                f"{path.suffix or 'no extension'}: only {' and '.join(EXTENSIONS)} files are read; "
-                "save it as CSV"
-            )
-        out.append(FileReport(name, "", "skipped", path=name, detail=f"left in the inbox: {why}"))
-    return out
+IGNORED_PREFIXES = (".", "~$")  # hidden files, Excel's lock files: not reported at all
+OWN_FOLDERS = ("processed", "rejected")
 
 
-def _inbox_files(inbox: Path) -> list[Path]:
+def read_regular(path: Path) -> bytes:
+    """The bytes of a regular file, opened without following a symbolic link and without waiting
+    on a FIFO (in case the entry was swapped after it was looked at); OSError otherwise."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def _link(path: Path, inbox: Path) -> str:
+    """Why a symbolic link is not read (it never is): where it points, in words."""
+    try:
+        target = os.readlink(path)
+    except OSError as exc:
+        return f"a symbolic link that cannot be read ({exc.strerror}): not followed"
+    try:
+        resolved = path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13: "Symlink loop"
+        return f"a symbolic link that loops (to {target}): not followed"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"a symbolic link that loops (to {target}): not followed"
+        return f"a symbolic link to {target}, which does not exist: not followed"
+    if not resolved.is_relative_to(inbox.resolve()):
+        return f"a symbolic link to {resolved}, outside the inbox: refused, never read or moved"
+    inside = resolved.relative_to(inbox.resolve()).as_posix()
+    return f"a symbolic link to {inside} in the inbox: only regular files are read, not links"
+
+
+def why_not_read(path: Path, inbox: Path) -> str | None:
+    """Why an inbox entry is not read as a label file (None: it is one). Only regular files are
+    read: a symbolic link (wherever it points), a folder, a FIFO, a socket or a device never is,
+    and none of them is opened (opening a FIFO would wait for a writer forever)."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError as exc:
+        return f"cannot be looked at ({exc.strerror})"
+    if stat.S_ISLNK(mode):
+        return _link(path, inbox)
+    if stat.S_ISDIR(mode):
+        return "a folder, not a file: labels are read from files directly in the inbox"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO), not a regular file: never opened"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a regular file: never opened"
+    if not stat.S_ISREG(mode):
+        return "a device or other special file, not a regular file: never opened"
+    if path.suffix.lower() not in EXTENSIONS:
+        return (
+            f"{path.suffix or 'no extension'}: only "
+            f"{', '.join(EXTENSIONS[:-1])} and {EXTENSIONS[-1]} files are read; save it as CSV"
+        )
+    return None
+
+
+def _entries(inbox: Path) -> list[Path]:
     return sorted(
         p
         for p in inbox.iterdir()
-        if p.is_file()
-        and p.suffix.lower() in EXTENSIONS
-        and not p.name.startswith((".", "~$"))  # hidden files, Excel's lock files
+        if not p.name.startswith(IGNORED_PREFIXES) and p.name not in OWN_FOLDERS
     )
+
+
+def not_read(inbox: Path) -> list[FileReport]:
+    """Entries of the inbox that are not read as label files, each with the reason, so that an
+    analyst's file in the wrong format (or a link, a folder, a FIFO) is named in the run's summary
+    and report, not ignored."""
+    out: list[FileReport] = []
+    for path in _entries(inbox):
+        why = why_not_read(path, inbox)
+        if why is not None:
+            out.append(_skipped(path.name, why))
+    return out
+
+
+def _skipped(name: str, why: str) -> FileReport:
+    return FileReport(name, "", "skipped", path=name, detail=f"left in the inbox: {why}")
+
+
+def _inbox_files(inbox: Path) -> list[Path]:
+    return [p for p in _entries(inbox) if why_not_read(p, inbox) is None]
+
+
+def _take(path: Path, reports: list[FileReport]) -> bytes | None:
+    """A label file's bytes; None (and the reason reported) when it cannot be opened: it stays."""
+    try:
+        return read_regular(path)
+    except OSError as exc:
+        why = f"cannot be opened ({exc.strerror or exc}); it is read once it can be"
+        reports.append(_skipped(path.name, why))
+        return None
 
 
 def peek(inbox: Path, manifest: Manifest, reports: list[FileReport], read: Reader) -> list[Pending]:
     """The inbox files a real run would apply, read in place: no manifest entry, no move."""
     pending: list[Pending] = []
     for path in _inbox_files(inbox):
-        data = path.read_bytes()
+        data = _take(path, reports)
+        if data is None:
+            continue
         sha = _sha256(data)
         if sha in manifest.applied or any(p.sha256 == sha for p in pending):
             reports.append(FileReport(path.name, sha, "already_applied", path=path.name))
@@ -196,7 +277,9 @@ def collect(
     taken = {p.sha256 for p in pending}
     target = inbox / "processed" / run_id
     for path in _inbox_files(inbox):
-        data = path.read_bytes()
+        data = _take(path, reports)
+        if data is None:
+            continue
         sha = _sha256(data)
         known = manifest.applied.get(sha)
         if known is not None and known.get("run_id") == run_id and sha not in taken:

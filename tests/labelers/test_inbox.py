@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from pipeline.config import CsvLabelsConfig
 from pipeline.labelers.csv import CsvLabeler
@@ -132,3 +133,83 @@ def test_a_dry_run_reads_the_inbox_without_consuming_it(tmp_path: Path) -> None:
     real = CsvLabeler(config).run(LOGS, "real", NOW)
     assert real.labels.select("log_id", "feedback").rows() == [("L1", 1)]
     assert not (tmp_path / "a.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Only regular files inside the inbox are read; every other entry is named with its reason
+
+
+def _not_read(out: object) -> dict[str, str]:
+    accounting = out.accounting  # type: ignore[attr-defined]
+    return {f["name"]: f["detail"] for f in accounting["by_file"] if f["status"] == "skipped"}
+
+
+def test_a_symlink_out_of_the_inbox_is_refused_never_read_or_moved(tmp_path: Path) -> None:
+    """hostname.csv -> a file outside the inbox: no label from it, the link stays, it is named."""
+    outside = tmp_path / "secret.txt"
+    outside.write_text("log_id,feedback\nL1,up\n", encoding="utf-8")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "hostname.csv").symlink_to(outside)
+    (inbox / "etc.csv").symlink_to("/etc/hostname")
+    out = labeler(inbox).run(LOGS, "run-1", NOW)
+    assert out.labels.height == 0 and out.accounting["files"] == 0
+    skipped = _not_read(out)
+    assert (
+        "outside the inbox" in skipped["hostname.csv"] and str(outside) in skipped["hostname.csv"]
+    )
+    assert "outside the inbox" in skipped["etc.csv"]
+    assert (inbox / "hostname.csv").is_symlink() and outside.exists()
+    assert not (inbox / "processed" / "run-1").exists()
+
+
+def test_a_fifo_a_folder_and_a_symlink_loop_are_each_named_and_never_opened(
+    tmp_path: Path,
+) -> None:
+    """x.csv a folder, p.csv a FIFO (opening it would hang the run), a.csv <-> b.csv a loop."""
+    import os
+
+    drop(tmp_path, "good.csv", "log_id,feedback\nL1,up\n")
+    (tmp_path / "x.csv").mkdir()
+    os.mkfifo(tmp_path / "p.csv")
+    (tmp_path / "a.csv").symlink_to(tmp_path / "b.csv")
+    (tmp_path / "b.csv").symlink_to(tmp_path / "a.csv")
+    out = labeler(tmp_path).run(LOGS, "run-1", NOW)
+    assert out.labels["log_id"].to_list() == ["L1"]
+    skipped = _not_read(out)
+    assert set(skipped) == {"x.csv", "p.csv", "a.csv", "b.csv"}
+    assert "folder" in skipped["x.csv"] and "FIFO" in skipped["p.csv"]
+    assert "loop" in skipped["a.csv"] and "loop" in skipped["b.csv"]
+    assert out.accounting["skipped"] == 4
+
+
+def test_a_symlink_to_a_file_inside_the_inbox_is_not_read_twice(tmp_path: Path) -> None:
+    """link.csv -> good.csv: the file is applied once, the link is named as a link."""
+    drop(tmp_path, "good.csv", "log_id,feedback\nL1,up\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "good.csv")
+    out = labeler(tmp_path).run(LOGS, "run-1", NOW)
+    assert out.accounting["files"] == 1 and out.labels.height == 1
+    assert "symbolic link" in _not_read(out)["link.csv"]
+
+
+def test_a_file_that_cannot_be_opened_is_named_and_left_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permission denied on one file: it is reported with the reason, stays, the others apply."""
+    import pipeline.labelers.inbox as inbox_module
+
+    real = inbox_module.read_regular
+
+    def denied(path: Path) -> bytes:
+        if path.name == "locked.csv":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(inbox_module, "read_regular", denied)
+    drop(tmp_path, "locked.csv", "log_id,feedback\nL2,up\n")
+    drop(tmp_path, "good.csv", "log_id,feedback\nL1,up\n")
+    for consume in (False, True):
+        out = CsvLabeler(CsvLabelsConfig(inbox=tmp_path), consume=consume).run(LOGS, "r", NOW)
+        assert out.labels["log_id"].to_list() == ["L1"]
+        assert "Permission denied" in _not_read(out)["locked.csv"]
+    assert (tmp_path / "locked.csv").exists()
