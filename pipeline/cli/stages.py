@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline.cli.options import (
-    data_dir_option,
     echo_result,
     job_options,
     job_with_overrides,
@@ -225,32 +224,72 @@ def report_command(run_id: str, fmt: Any, out: str | None, data_dir: str) -> Non
 @click.argument("job_file", metavar="JOB", type=click.Path(dir_okay=False))
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="How many logs.")
 @click.option(
-    "--out", type=click.Path(dir_okay=False), required=True, help="The CSV file to write."
+    "--out",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="The sheet to write: review.xlsx or review.csv.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "xlsx"]),
+    help="csv or xlsx. Default: from the --out name's suffix.",
 )
 @click.option("--where", metavar="SQL", help="Only logs matching this SQL condition.")
 @click.option("--stratify-by", metavar="COL", help="Spread evenly over a column or metadata.<key>.")
 @click.option("--window", metavar="SPEC", help="Only these days (default: all extracted logs).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same sample.")
-@data_dir_option
+@click.option(
+    "--no-text",
+    is_flag=True,
+    help="Leave out the request and response text: no API requests (and no token) needed.",
+)
+@click.option(
+    "--text-chars",
+    type=click.IntRange(min=100),
+    default=1000,
+    show_default=True,
+    help="Cut each request and response text to this many characters.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print how many logs and requests it would take, and how long; send and write nothing.",
+)
+@job_options
 def sample_command(
     job_file: str,
     n: int,
     out: str,
+    fmt: str | None,
     where: str | None,
     stratify_by: str | None,
     window: str | None,
     seed: int,
-    data_dir: str | None,
+    no_text: bool,
+    text_chars: int,
+    dry_run: bool,
+    **options: Any,
 ) -> None:
-    """Export extracted logs for analysts to label, as a CSV the inbox reads back.
+    """Export extracted logs for analysts to judge, as a sheet the inbox reads back as it is.
 
-    The file has log_id, columns to judge by, and empty feedback, score and reason columns. Fill
-    them in (1/-1, up/down, good/bad, 👍/👎; score 0-100) and drop the file into the job's inbox.
+    Each row has the log id, the prompt (the request's last user turn) and the answer (the
+    response's assistant text), empty feedback, score and reason columns, then context: time,
+    provider, model, status, tokens, cost, metadata, current feedback and score. The text costs one
+    GET per log, paced by the job's request budget: the command prints how many requests and how
+    long before it sends the first (--dry-run stops there; --no-text sends none).
+
+    An .xlsx has a dropdown for feedback (👍 👎 1 -1), accepts only 0-100 in score, keeps the
+    header in view and wraps the text. In a CSV write feedback as 1/-1, up/down, good/bad or
+    👍/👎 and score as 0-100. Drop the filled file into the job's inbox; rows left empty are
+    counted as unlabeled. Cells that would be formulas (=, +, -, @) start with an apostrophe.
 
     \b
     Examples:
-      aigw-feedback sample jobs/nightly.toml --n 200 --out review.csv
-      aigw-feedback sample jobs/nightly.toml --n 100 --out review.csv \\
+      aigw-feedback sample jobs/nightly.toml --n 200 --out review.xlsx
+      aigw-feedback sample jobs/nightly.toml --n 200 --out review.xlsx --dry-run
+      aigw-feedback sample jobs/nightly.toml --n 500 --out review.csv --no-text
+      aigw-feedback sample jobs/nightly.toml --n 100 --out review.xlsx \\
           --where "status_code = 200 AND provider = 'openai'" --stratify-by metadata.app \\
           --window 2026-11-01..2026-11-07 --seed 7
     """
@@ -258,7 +297,7 @@ def sample_command(
 
     from pipeline.sample import sample
 
-    job = job_with_overrides(job_file, data_dir=data_dir)
+    job = job_with_overrides(job_file, **options)
     result = sample(
         job,
         n=n,
@@ -267,8 +306,14 @@ def sample_command(
         stratify_by=stratify_by,
         window=window,
         seed=seed,
+        fmt=fmt,
+        text=not no_text,
+        dry_run=dry_run,
+        text_chars=text_chars,
+        on_plan=None if dry_run else lambda plan: click.echo(plan.summary() + " ...", err=True),
     )
     click.echo(result.summary())
+    sys.exit(result.exit_code)
 
 
 COMMANDS = [
