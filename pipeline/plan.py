@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,14 +40,24 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.config import JobConfig
-from pipeline.gateway.client import LogsClient
-from pipeline.gateway.lookup import BATCH, entries_frame, lookup_logs
+from pipeline.gateway.client import LogEntry, LogsClient
+from pipeline.gateway.lookup import (
+    BATCH,
+    MAX_GETS,
+    entries_frame,
+    get_each,
+    lookup_cost,
+    lookup_logs,
+)
+from pipeline.ids import canonical_id_expr
 from pipeline.result import StageResult
 from pipeline.schemas import SCORE_TOLERANCE
 from pipeline.state import store
 from pipeline.state.journal import label_owners
 from pipeline.state.store import RunInfo
 from pipeline.timefmt import human, iso
+
+log = logging.getLogger(__name__)
 
 ACTIONS = ("patch", "unchanged", "keep_existing", "not_found")
 METADATA_MAX_ENTRIES = 5
@@ -66,6 +77,7 @@ PLAN_SCHEMA = pa.schema(
         pa.field("current_feedback", pa.int8()),
         pa.field("current_score", pa.float64()),
         pa.field("current_metadata", pa.string()),
+        pa.field("current_known", pa.bool_()),  # false: the server did not show feedback/score
         pa.field("desired_feedback", pa.int8()),
         pa.field("desired_score", pa.float64()),
         pa.field("desired_metadata", pa.string()),
@@ -98,6 +110,8 @@ class PlanResult(StageResult):
     seconds: float
     verify_enabled: bool = True
     by_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    unknown_kept: int = 0  # kept because the server did not show their feedback (may be someone's)
+    unresolved: int = 0  # not returned by a look-up, not confirmed absent: counted as not found
 
     @property
     def exit_code(self) -> int:
@@ -107,6 +121,7 @@ class PlanResult(StageResult):
         return (
             f"plan {self.run_id}: {self.patch} to patch, {self.unchanged} unchanged, "
             f"{self.keep_existing} kept (existing feedback protected), {self.not_found} not found; "
+            f"{self.lookup_requests} requests spent on look-ups; "
             f"{self.requests_needed} requests needed, about {human(self.estimated_seconds)} "
             f"at {self.rate_per_second:.2f} requests/s"
         )
@@ -133,12 +148,16 @@ def decide(
     """Join labels to current state and choose an action per log. No bodies yet.
 
     ``chosen``: log_id, feedback (int8), score (float64), source, reason.
-    ``current``: id, feedback, score, metadata, found_in (and provider, model if known).
+    ``current``: id, feedback, score, metadata, found_in (and provider, model, known if there:
+    ``known`` false means the server did not show the log's feedback and score, so they may hold
+    anyone's label: a source that may not overwrite existing labels leaves such a log alone).
     ``owners``: log_id -> the source this tool last wrote to the log (see the module docstring).
     """
     rank = {kind: i for i, kind in enumerate(precedence)}
+    known = pl.col("known") if "known" in current.columns else pl.lit(True)
     cur = current.select(
         pl.col("id").alias("log_id"),
+        known.fill_null(True).alias("current_known"),
         pl.col("feedback").cast(pl.Int8).alias("current_feedback"),
         pl.col("score").cast(pl.Float64).alias("current_score"),
         pl.col("metadata").alias("current_metadata"),
@@ -163,10 +182,15 @@ def decide(
 
     fb, cfb = pl.col("label_feedback"), pl.col("current_feedback")
     sc, csc = pl.col("label_score"), pl.col("current_score")
-    fb_change = fb.is_not_null() & fb.ne_missing(cfb)
-    sc_change = sc.is_not_null() & (csc.is_null() | ((sc - csc).abs() > SCORE_TOLERANCE))
-    # feedback 0 means "not evaluated": nothing to protect.
-    overwrites = (fb_change & cfb.is_not_null() & (cfb != 0)) | (sc_change & csc.is_not_null())
+    unknown = ~pl.col("current_known").fill_null(True)
+    fb_change = fb.is_not_null() & (unknown | fb.ne_missing(cfb))
+    sc_change = sc.is_not_null() & (unknown | csc.is_null() | ((sc - csc).abs() > SCORE_TOLERANCE))
+    # feedback 0 means "not evaluated": nothing to protect. Unknown: possibly someone's label.
+    overwrites = (
+        (fb_change & cfb.is_not_null() & (cfb != 0))
+        | (sc_change & csc.is_not_null())
+        | (unknown & (fb_change | sc_change))
+    )
     kind = source_kind(pl.col("source"))
     stamped_kind = source_kind(
         pl.coalesce(
@@ -311,26 +335,81 @@ def read_chosen(run: RunInfo) -> pl.DataFrame:
 
 
 def read_extract(job: JobConfig, run: RunInfo, ids: pl.Series) -> pl.DataFrame:
-    """Current state of the labeled logs that the window's extract holds."""
+    """Current state of the labeled logs that the window's extract holds (ids canonical)."""
     files = store.log_files(job.store.data_dir, run.gateway_id, run.window.days())
-    empty = pl.DataFrame(
-        schema={
-            "id": pl.String,
-            "feedback": pl.Int8,
-            "score": pl.Float64,
-            "metadata": pl.String,
-            "provider": pl.String,
-            "model": pl.String,
-        }
-    )
+    columns = {
+        "id": pl.String,
+        "feedback": pl.Int8,
+        "score": pl.Float64,
+        "metadata": pl.String,
+        "provider": pl.String,
+        "model": pl.String,
+        "known": pl.Boolean,
+    }
     if not files:
-        return empty
+        return pl.DataFrame(schema=columns)
+    logs = pl.scan_parquet(files, missing_columns="insert")
     return (
-        pl.scan_parquet(files)
-        .select("id", "feedback", "score", "metadata", "provider", "model")
+        logs.select(
+            canonical_id_expr(pl.col("id")).alias("id"),
+            "feedback",
+            "score",
+            "metadata",
+            "provider",
+            "model",
+            # Partitions written before the column existed came from servers that showed both.
+            pl.col("feedback_shown").fill_null(True).alias("known"),
+        )
         .filter(pl.col("id").is_in(ids.implode()))
         .unique("id", keep="last")
         .collect()
+        .cast(columns)  # type: ignore[arg-type]
+    )
+
+
+def looked_up_frame(entries: Iterable[LogEntry]) -> pl.DataFrame:
+    """Look-up entries in the shape of ``read_extract`` (known: the entry showed both fields)."""
+    return (
+        entries_frame(entries)
+        .with_columns(
+            canonical_id_expr(pl.col("id")).alias("id"),
+            known=pl.col("has_feedback") & pl.col("has_score"),
+        )
+        .select("id", "feedback", "score", "metadata", "provider", "model", "known")
+    )
+
+
+async def read_unknown(
+    client: LogsClient,
+    current: pl.DataFrame,
+    chosen: pl.DataFrame,
+    *,
+    overwrite_existing: Sequence[str],
+    gets: int,
+    concurrency: int,
+) -> pl.DataFrame:
+    """GET the logs whose feedback the list did not show, up to ``gets``, where it matters: labels
+    from sources that may not overwrite existing labels (rules, the judge). A source that may
+    overwrite gets a PATCH either way, and a GET would cost as much as the PATCH it might save."""
+    unknown = (
+        current.filter(~pl.col("known"))
+        .join(chosen.select(pl.col("log_id").alias("id"), "source"), on="id")
+        .filter(~source_kind(pl.col("source")).is_in(list(overwrite_existing)))
+        .sort("id")
+    )
+    ids = unknown.get_column("id").head(max(gets, 0)).to_list()
+    if not ids:
+        return current
+    fetched = await get_each(client, ids, concurrency=concurrency)
+    read = looked_up_frame(fetched.entries.values())
+    if fetched.missing:  # deleted since the list: gone now
+        current = current.filter(~pl.col("id").is_in(list(fetched.missing)))
+    return pl.concat(
+        [
+            current.join(read.select("id"), on="id", how="anti"),
+            read.with_columns(found_in=pl.lit("lookup")),
+        ],
+        how="vertical_relaxed",
     )
 
 
@@ -341,22 +420,52 @@ async def plan(
     client: LogsClient,
     clock: Callable[[], float] = time.time,
 ) -> PlanResult:
-    """Write ``plan.parquet`` for a run and return the counts, requests needed and time at budget."""
+    """Write ``plan.parquet`` for a run and return the counts, requests needed and time at budget.
+
+    Before it spends any request it logs what the look-ups may cost; the result counts what they
+    did cost, so a dry run spends nothing it does not report.
+    """
     started = clock()
     chosen = read_chosen(run)
     ids = chosen.get_column("log_id")
     extracted = read_extract(job, run, ids).with_columns(found_in=pl.lit("extract"))
     outside = ids.filter(~ids.is_in(extracted.get_column("id").implode())).to_list()
+    bare = extracted.filter(~pl.col("known")).height
+    lists, most_gets = lookup_cost(len(outside))
+    if outside or bare:
+        log.info(
+            "plan %s: looking up %d logs outside the window (%d list requests, up to %d GETs) "
+            "and %d whose feedback the list did not show (up to %d GETs)",
+            run.run_id,
+            len(outside),
+            lists,
+            most_gets,
+            bare,
+            min(bare, MAX_GETS),
+        )
 
     before = client.stats.requests
     lookup = await lookup_logs(client, outside, concurrency=job.budget.concurrency)
-    lookup_requests = client.stats.requests - before
-    looked = (
-        entries_frame(lookup.entries.values())
-        .select("id", "feedback", "score", "metadata", "provider", "model")
-        .with_columns(found_in=pl.lit("lookup"))
-    )
+    looked = looked_up_frame(lookup.entries.values()).with_columns(found_in=pl.lit("lookup"))
     current = pl.concat([extracted, looked], how="vertical_relaxed")
+    bare = current.filter(~pl.col("known")).height
+    if bare:
+        log.info(
+            "plan %s: the list did not show the feedback of %d labeled logs: up to %d GETs "
+            "for those a rule or the judge would label",
+            run.run_id,
+            bare,
+            min(bare, MAX_GETS),
+        )
+    current = await read_unknown(
+        client,
+        current,
+        chosen,
+        overwrite_existing=job.load.overwrite_existing,
+        gets=MAX_GETS,
+        concurrency=job.budget.concurrency,
+    )
+    lookup_requests = client.stats.requests - before
 
     decided = decide(
         chosen,
@@ -374,10 +483,17 @@ async def plan(
     for src, act, n in planned.group_by("source", "action").len().sort("source").iter_rows():
         by_source.setdefault(src, {a: 0 for a in ACTIONS})[act] = n
     patches = counts["patch"]
-    verify_requests = math.ceil(patches / BATCH) if job.verify.enabled else 0
+    # A server that does not list feedback is read back by one GET per patched log.
+    unlisted = bare > 0
+    verify_requests = 0
+    if job.verify.enabled:
+        verify_requests = math.ceil(patches / BATCH) + (patches if unlisted else 0)
     needed = patches + verify_requests
     rate = job.budget.rate_per_second
     finished = clock()
+    unknown_kept = planned.filter(
+        ~pl.col("current_known").fill_null(True) & (pl.col("action") == "keep_existing")
+    ).height
     result = PlanResult(
         run_id=run.run_id,
         labels=planned.height,
@@ -399,6 +515,8 @@ async def plan(
         seconds=round(finished - started, 3),
         verify_enabled=job.verify.enabled,
         by_source=by_source,
+        unknown_kept=unknown_kept,
+        unresolved=len(lookup.unresolved),
     )
     store.write_json_atomic(result.to_json(), run.paths.stage_result("plan"))
     return result

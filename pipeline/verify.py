@@ -216,7 +216,11 @@ async def verify(
             await sleep(job.verify.recheck_wait_seconds)
         checks += 1
         ids = todo.get_column("log_id").to_list()
-        found = await lookup_logs(client, ids, concurrency=job.budget.concurrency)
+        # A server that does not list feedback is read back by GET, one per log: never "verified"
+        # (nor "mismatched") from a response that does not carry the field.
+        found = await lookup_logs(
+            client, ids, concurrency=job.budget.concurrency, need_feedback=True, max_gets=None
+        )
         judged = classify(todo, entries_frame(found.entries.values())).with_columns(
             checks=pl.lit(checks, dtype=pl.Int32)
         )

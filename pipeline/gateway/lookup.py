@@ -2,15 +2,26 @@
 
 The API has no "get many": a list request with an ``id`` filter returns up to 50 of the asked ids
 (``BATCH``), one request for 50 logs, and a GET returns one log with its extras (request and
-response heads). ``lookup_logs`` uses the first and falls back to GETs only for ids a batch did not
-return; ``get_each`` is the GETs alone, for when the extras are the point. Both keep at most
-``concurrency`` requests in flight; the client's budget paces them.
+response heads). Both keep at most ``concurrency`` requests in flight; the client's budget paces them.
+
+What a look-up costs is known before it starts (``lookup_cost``), so a plan can say it first:
+
+- one list request per 50 ids;
+- ids a batch did not return are ``missing`` **without a GET each** (a CSV of 100,000 wrong ids must
+  not cost 100,000 requests). A few of them (``confirm``, default 5) are GET to check that the list
+  really answers for ids: should one exist after all (a server that ignored the filter, read lag),
+  the rest are fetched by GET too, up to ``max_gets``, and any beyond stay ``unresolved`` — never
+  reported as not found;
+- an entry the list returned without ``feedback`` or ``score`` (the list schema does not promise
+  them) is read again by GET when ``need_feedback``, up to ``max_gets``; past that it stays as listed,
+  its fields unknown (``entries_frame``'s ``has_*`` columns say so).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +30,11 @@ import polars as pl
 
 from pipeline.errors import BudgetExhausted, NotFoundError
 from pipeline.gateway.client import LogEntry, LogsClient
+from pipeline.ids import canonical_id
 
 BATCH = 50  # the API's per_page limit, and so the most ids one filtered list request can return
+CONFIRM = 5  # GETs that check "not returned" means "does not exist"
+MAX_GETS = 200  # GETs a look-up may add beyond its list requests (about 50 s at Cloudflare's limit)
 
 
 @dataclass(frozen=True)
@@ -32,17 +46,39 @@ class Lookup:
     list_requests: int
     get_requests: int
     stopped: str | None = None  # the budget ran out (get_each with stop_on_budget): why
+    unresolved: frozenset[str] = frozenset()  # not returned, not confirmed absent (GET bound hit)
 
     @property
     def requests(self) -> int:
         return self.list_requests + self.get_requests
 
 
-async def lookup_logs(client: LogsClient, ids: Sequence[str], *, concurrency: int = 4) -> Lookup:
-    """Fetch logs by id: a filtered list request per 50 ids, then GET for ids a batch missed.
+def lookup_cost(ids: int, *, confirm: int = CONFIRM, max_gets: int = MAX_GETS) -> tuple[int, int]:
+    """(list requests, the most GETs) that ``lookup_logs`` can spend on ``ids`` distinct ids."""
+    if ids <= 0:
+        return 0, 0
+    return math.ceil(ids / BATCH), min(ids, max(confirm, 0) + max(max_gets, 0))
 
-    Entries whose id was not asked for are ignored: were the filter ever dropped on the way (the
+
+def _shows_feedback(entry: Mapping[str, Any]) -> bool:
+    return "feedback" in entry and "score" in entry
+
+
+async def lookup_logs(
+    client: LogsClient,
+    ids: Sequence[str],
+    *,
+    concurrency: int = 4,
+    need_feedback: bool = False,
+    confirm: int = CONFIRM,
+    max_gets: int | None = MAX_GETS,
+) -> Lookup:
+    """Fetch logs by id: a filtered list request per 50 ids, then the bounded GETs above.
+
+    Ids compare in their canonical spelling (``pipeline.ids``); entries are keyed by the id as
+    asked. Entries whose id was not asked for are ignored: were the filter ever dropped on the way (the
     official SDKs do that), the API would answer with unrelated logs, and they must not count.
+    ``max_gets`` None: no bound (verify reads back every log it wrote).
     """
     wanted = list(dict.fromkeys(ids))
     batches = [wanted[i : i + BATCH] for i in range(0, len(wanted), BATCH)]
@@ -54,17 +90,42 @@ async def lookup_logs(client: LogsClient, ids: Sequence[str], *, concurrency: in
             page = await client.list_logs(
                 filters=[{"key": "id", "operator": "eq", "value": batch}], per_page=BATCH
             )
-        asked = set(batch)
+        asked = {canonical_id(i): i for i in batch}
         for entry in page.entries:
             log_id = entry.get("id")
-            if isinstance(log_id, str) and log_id in asked:
-                found[log_id] = entry
+            if isinstance(log_id, str) and canonical_id(log_id) in asked:
+                found[asked[canonical_id(log_id)]] = entry
 
     await asyncio.gather(*(list_batch(b) for b in batches))
+    gets_left = len(wanted) if max_gets is None else max_gets
+    spent = 0
+
     unreturned = [i for i in wanted if i not in found]
-    fetched = await get_each(client, unreturned, concurrency=concurrency)
-    found.update(fetched.entries)
-    return Lookup(found, fetched.missing, len(batches), len(unreturned))
+    sample = await get_each(client, unreturned[: max(confirm, 0)], concurrency=concurrency)
+    spent += sample.get_requests
+    found.update(sample.entries)
+    missing = set(sample.missing)
+    rest = unreturned[max(confirm, 0) :]
+    unresolved: list[str] = []
+    if sample.entries and rest:  # the list does not answer for every id it holds: ask each
+        more = await get_each(client, rest[:gets_left], concurrency=concurrency)
+        spent += more.get_requests
+        gets_left -= more.get_requests
+        found.update(more.entries)
+        missing |= more.missing
+        unresolved = rest[more.get_requests :]
+    else:
+        missing.update(rest)
+
+    if need_feedback:
+        bare = [i for i in wanted if i in found and not _shows_feedback(found[i])]
+        reread = await get_each(client, bare[: max(gets_left, 0)], concurrency=concurrency)
+        spent += reread.get_requests
+        found.update(reread.entries)
+        missing |= reread.missing
+        for log_id in reread.missing:
+            found.pop(log_id, None)
+    return Lookup(found, frozenset(missing), len(batches), spent, unresolved=frozenset(unresolved))
 
 
 async def get_each(
