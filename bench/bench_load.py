@@ -1,9 +1,8 @@
 """Load benchmark: the whole pipeline against Cloudflare's SDK loop, and PATCH throughput vs budget.
 
-Both parts use the same emulator settings: the rate limit scaled down to 60 requests per 3 s (so a
-minute here is five minutes of a real token's budget at 15x speed... in requests per second: 20/s
-instead of 4/s), 30 ms latency, served over real HTTP on loopback (each side its own emulator, the
-same generated logs).
+Both parts use the same emulator settings (benchkit): the rate limit scaled down to 60 requests
+per 3 s (20/s instead of Cloudflare's 4/s), a 10 s block, 30 ms latency, served over real HTTP on
+loopback by an emulator in its own process (each side its own emulator, the same generated logs).
 
 1. Side by side, one day of logs labeled by two rules (failed requests -1, fast answers +1):
    - the pipeline: ``run_job`` = extract -> label -> plan -> load -> verify -> report;
@@ -23,34 +22,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import polars as pl
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline.config import JobConfig, load_job  # noqa: E402
-from pipeline.emulator.seed import generate_logs  # noqa: E402
-from pipeline.emulator.server import RunningEmulator, running_emulator  # noqa: E402
-from pipeline.emulator.settings import EmulatorSettings  # noqa: E402
-from pipeline.gateway import open_client  # noqa: E402
-from pipeline.load import load  # noqa: E402
-from pipeline.plan import plan  # noqa: E402
-from pipeline.run import run_job  # noqa: E402
-from pipeline.state import store  # noqa: E402
-from pipeline.window import Window  # noqa: E402
+from benchkit import (
+    DAY,
+    LATENCY_MS,
+    LIMIT,
+    WINDOW_S,
+    Emulator,
+    day_logs,
+    emulator,
+    scaled_settings,
+    sdk_loop,
+)
 
-LIMIT, WINDOW_S, LATENCY_MS = 60, 3.0, 30.0
-DAY = Window(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC))
+from pipeline.config import JobConfig, load_job
+from pipeline.gateway import open_client
+from pipeline.load import load
+from pipeline.plan import plan
+from pipeline.run import run_job
+from pipeline.state import store
+
 FAST_MS = 1000
 
 RULES = f"""
@@ -69,21 +70,7 @@ reason = "fast answer"
 """
 
 
-def settings() -> EmulatorSettings:
-    return EmulatorSettings(
-        rate_limit_requests=LIMIT, rate_limit_window=WINDOW_S, latency_ms=LATENCY_MS
-    )
-
-
-def day_logs(n: int, seed: int = 42) -> list[dict[str, Any]]:
-    """One day of generated logs, none with feedback yet (so both sides write the same labels)."""
-    logs = generate_logs(n, seed=seed, start=DAY.start, end=DAY.end)
-    for log in logs:
-        log["feedback"], log["score"] = None, None
-    return logs
-
-
-def make_job(tmp: Path, emu: RunningEmulator, extra: str = "") -> JobConfig:
+def make_job(tmp: Path, emu: Emulator, extra: str = "") -> JobConfig:
     path = tmp / "job.toml"
     path.write_text(
         f'name = "bench"\n[gateway]\naccount_id = "{emu.account_id}"\n'
@@ -95,11 +82,6 @@ def make_job(tmp: Path, emu: RunningEmulator, extra: str = "") -> JobConfig:
         encoding="utf-8",
     )
     return load_job(path, env={"CLOUDFLARE_API_TOKEN": emu.edit_token})
-
-
-def stats(emu: RunningEmulator) -> dict[str, Any]:
-    data: dict[str, Any] = httpx.get(f"{emu.admin_url}/stats").json()
-    return data
 
 
 @dataclass
@@ -122,12 +104,13 @@ class Side:
 
 
 def pipeline_side(logs: list[dict[str, Any]]) -> Side:
-    with tempfile.TemporaryDirectory() as tmp, running_emulator(settings(), logs=logs) as emu:
+    with tempfile.TemporaryDirectory() as tmp, emulator(logs, **scaled_settings()) as emu:
         job = make_job(Path(tmp), emu, RULES)
+        before = emu.stats()
         t0 = time.perf_counter()
         result = asyncio.run(run_job(job, window=DAY))
         seconds = time.perf_counter() - t0
-        s = stats(emu)
+        s = emu.stats()
         plan_, load_, verify_ = result.stages.plan, result.stages.load, result.stages.verify
         assert plan_ is not None and load_ is not None
         print(f"  pipeline: status {result.status}; " + "; ".join(result.stages.lines()))
@@ -136,72 +119,35 @@ def pipeline_side(logs: list[dict[str, Any]]) -> Side:
             seconds,
             plan_.labels,
             load_.patched,
-            int(s["total_requests"]),
-            int(s["rate_limited"]),
+            int(s["total_requests"]) - int(before["total_requests"]),
+            int(s["rate_limited"]) - int(before["rate_limited"]),
             lost=plan_.patch - (verify_.verified if verify_ else 0),
         )
 
 
+def rule_feedback(log: Any) -> int | None:
+    """The two rules of RULES, in Python, as the baseline applies them."""
+    if not log.success:
+        return -1
+    if log.duration is not None and log.duration < FAST_MS:
+        return 1
+    return None
+
+
 def baseline_side(logs: list[dict[str, Any]]) -> Side:
-    """The loop a user would write from Cloudflare's docs with the official SDK."""
-    import cloudflare
-
-    with running_emulator(settings(), logs=logs) as emu:
-        client = cloudflare.Cloudflare(api_token=emu.edit_token, base_url=emu.base_url)
-        t0 = time.perf_counter()
-        filters = [
-            {"key": "created_at", "operator": "gt", "value": [_ms(DAY.start, -1)]},
-            {"key": "created_at", "operator": "lt", "value": [_ms(DAY.end, 0)]},
-        ]
-        # `filters=` would be sent in a form the API ignores; extra_query is the working way.
-        listed = list(
-            client.ai_gateway.logs.list(
-                emu.gateway_id,
-                account_id=emu.account_id,
-                per_page=50,
-                extra_query={"filters": json.dumps(filters)},
-            )
-        )
-        labels: list[tuple[str, int]] = []
-        for log in listed:
-            if not log.success:
-                labels.append((log.id, -1))
-            elif log.duration is not None and log.duration < FAST_MS:
-                labels.append((log.id, 1))
-        written = lost = 0
-        for log_id, feedback in labels:
-            try:
-                client.ai_gateway.logs.edit(
-                    log_id, account_id=emu.account_id, gateway_id=emu.gateway_id, feedback=feedback
-                )
-                back = client.ai_gateway.logs.get(
-                    log_id, account_id=emu.account_id, gateway_id=emu.gateway_id
-                )
-                written += 1
-                if getattr(back, "feedback", feedback) != feedback:
-                    lost += 1
-            except cloudflare.APIError as exc:
-                lost += 1
-                if lost <= 3:
-                    print(f"  baseline: {log_id}: {type(exc).__name__}: {exc}"[:160])
-        seconds = time.perf_counter() - t0
-        s = stats(emu)
-        print(f"  baseline: listed {len(listed)} logs, {len(labels)} labels, {written} written")
-        return Side(
-            "SDK loop",
-            seconds,
-            len(labels),
-            written,
-            int(s["total_requests"]),
-            int(s["rate_limited"]),
-            lost,
-        )
-
-
-def _ms(moment: datetime, offset_ms: int) -> str:
-    shifted = moment.timestamp() * 1000 + offset_ms
-    text = datetime.fromtimestamp(shifted / 1000, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    """The loop a user would write from Cloudflare's docs with the official SDK (benchkit)."""
+    with emulator(logs, **scaled_settings()) as emu:
+        done = sdk_loop(emu, DAY, rule_feedback)
+    print(f"  baseline: listed {done.listed} logs, {done.labels} labels, {done.written} written")
+    return Side(
+        "SDK loop",
+        done.seconds,
+        done.labels,
+        done.written,
+        done.requests,
+        done.rate_limited,
+        done.lost,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +156,7 @@ def _ms(moment: datetime, offset_ms: int) -> str:
 
 def throughput(changes: int) -> None:
     logs = day_logs(changes, seed=7)
-    with tempfile.TemporaryDirectory() as tmp, running_emulator(settings(), logs=logs) as emu:
+    with tempfile.TemporaryDirectory() as tmp, emulator(logs, **scaled_settings()) as emu:
         job = make_job(Path(tmp), emu)
         run = store.create_run(job.store.data_dir, job.name, emu.gateway_id, DAY)
         pl.DataFrame(
@@ -240,9 +186,9 @@ def throughput(changes: int) -> None:
                 result = await load(job, run, client=client)
                 return result, time.perf_counter() - t0
 
-        before = stats(emu)
+        before = emu.stats()
         result, seconds = asyncio.run(go())
-        after = stats(emu)
+        after = emu.stats()
     rate = result.patched / seconds
     budget = job.budget.rate_per_second
     limit = LIMIT / WINDOW_S
