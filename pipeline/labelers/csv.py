@@ -19,10 +19,11 @@ ULID names the same log as the extract's.
 
 Rows are the file's physical records: one per non-blank line, except that a properly quoted cell
 with line breaks keeps its row on several lines. Blank lines and rows whose cells are all empty are
-not rows. A quote that never closes properly (the record it opens spans more than 100 lines, its
-quotes do not pair up, or a line inside it reads as a row of its own) does not swallow the rows
-after it: that stretch is read line by line, and each line whose quotes do not pair up is rejected
-as ``broken_quote`` on its own line number.
+not rows. A quote that never closes properly does not swallow the rows after it: the csv module
+reads strictly (a quote followed by text, or the end of the file inside quotes, is an error), and a
+quoted cell that spans more than 100 lines or has a line inside it that reads as a row of its own
+is a runaway too. Then that stretch is read line by line, and each line whose quotes do not pair
+up is rejected as ``broken_quote`` on its own line number.
 
 Accounting, per file: ``rows = accepted + rejected`` and ``accepted = labels + duplicates +
 superseded``. Rejected rows go to ``<name>.rejects.csv`` next to the processed file, with

@@ -25,7 +25,7 @@ import polars as pl
 
 from pipeline.errors import InputError
 from pipeline.formulas import neutralise, neutralise_expr
-from pipeline.labelers.values import MAX_ID_LENGTH
+from pipeline.labelers.values import FEEDBACK_WORDS, MAX_ID_LENGTH
 
 DELIMITERS = (",", ";", "\t")
 # The explicit log id names first; then Cloudflare's request-id header, which carries the same
@@ -182,7 +182,9 @@ def read_table(data: bytes, *, join_key: str = "log_id", tab_first: bool = False
 
 
 MAX_RECORD_LINES = 100  # a quoted cell over more physical lines than this is a runaway quote
-_ID_LIKE = re.compile(r"\S*\d\S*")  # a key cell: no blanks, at least one digit (every id format)
+_ID_LIKE = re.compile(
+    r'[^\s"]*\d[^\s"]*'
+)  # a key cell: no blanks or quotes, a digit (every id format)
 
 
 def _alone(line: str, delimiter: str) -> list[str]:
@@ -193,50 +195,79 @@ def _alone(line: str, delimiter: str) -> list[str]:
         return [line.rstrip("\r\n")]
 
 
-def _starts_a_row(line: str, delimiter: str, columns: Columns) -> bool:
-    """Does this physical line, read alone, look like a data row of its own (a key cell shaped
-    like an id in the key's position, with at least one more cell)?"""
-    cells = _alone(line, delimiter)
-    position = columns.log_id if columns.log_id is not None else columns.join
-    if position is None or len(cells) <= max(position, 1):
-        return False
-    key = cells[position].strip()
+def _cell(cells: list[str], index: int | None) -> str:
+    return cells[index].strip() if index is not None and index < len(cells) else ""
+
+
+def _key_like(cells: list[str], columns: Columns) -> bool:
+    """Is the cell in the key's position shaped like an id (no blanks or quotes, a digit)?"""
+    key = _cell(cells, columns.log_id if columns.log_id is not None else columns.join)
     return len(key) <= MAX_ID_LENGTH and bool(_ID_LIKE.fullmatch(key))
 
 
-def _runaway(span: list[str], delimiter: str, columns: Columns, at_end: bool) -> bool:
-    """Is this record (its physical lines) a quote that never closed properly, rather than a
-    quoted cell with line breaks in it? Yes when it spans more than MAX_RECORD_LINES lines, when
-    its quotes do not pair up (it ran to the end of the file, or was closed by another stray
-    quote), or when a line inside it reads as a data row of its own."""
+def _label_like(cells: list[str], columns: Columns) -> bool:
+    """Would these cells make an accepted row (a key shaped like an id, a valid label)?"""
+
+    def cell(index: int | None) -> str:
+        return _cell(cells, index)
+
+    if not _key_like(cells, columns):
+        return False
+    feedback, score = cell(columns.feedback), cell(columns.score).removesuffix("%")
+    if feedback and feedback.lower() not in FEEDBACK_WORDS:
+        return False
+    if score:
+        try:
+            if not 0 <= float(score.replace(",", ".")) <= 100:
+                return False
+        except ValueError:
+            return False
+    return bool(feedback or score)
+
+
+def _runaway(span: list[str], delimiter: str, columns: Columns, width: int) -> bool:
+    """Is this multi-line record a stray quote rather than a quoted cell with line breaks in it?
+    Yes when it spans more than MAX_RECORD_LINES lines, or when a line inside it, read alone,
+    is a whole row of the file that would be accepted (as wide as the header, an id-like key,
+    a valid label), or starts with an id-like key and opens a quote it does not close (another
+    broken row). A stray quote that the csv module cannot close cleanly is caught before."""
     if len(span) > MAX_RECORD_LINES:
         return True
-    if sum(line.count('"') for line in span) % 2:
-        return len(span) > 1 or at_end
-    return any(_starts_a_row(line, delimiter, columns) for line in span[1:])
+    opening = ('"', delimiter + '"')
+    for line in span[1:]:
+        cells = _alone(line, delimiter)
+        if len(cells) >= width and _label_like(cells, columns):
+            return True
+        broken = line.count('"') % 2 == 1 and (line.startswith('"') or opening[1] in line)
+        if broken and _key_like(cells, columns):
+            return True  # a key shaped like an id, then a quote that opens and never closes
+    return False
 
 
 def _records(
-    physical: list[str], delimiter: str, columns: Columns
+    physical: list[str], delimiter: str, columns: Columns, width: int
 ) -> Iterator[tuple[int, list[str], str | None]]:
     """(line number, cells, reject code or None) for every record of the file, header included.
 
-    The csv module reads the records; a record that is a runaway quote is read again line by
-    line, each physical line one record, and the lines whose quotes do not pair up are
-    ``broken_quote``. A cell past the csv module's field limit (only a runaway makes one) is the
-    same: the lines read so far are re-read line by line and parsing resumes after them."""
+    The csv module reads the records, strictly: a quote that does not close cleanly (a quote
+    followed by text, the end of the file inside quotes, a cell past the field limit) is an
+    error, and so is a multi-line record `_runaway` finds. Then the record's physical lines are
+    read again one by one, each line one record, the lines whose quotes do not pair up are
+    ``broken_quote``, and the csv module resumes after them."""
     offset = 0
     total = len(physical)
     while offset < total:
-        reader = csv.reader(itertools.islice(physical, offset, None), delimiter=delimiter)
+        reader = csv.reader(
+            itertools.islice(physical, offset, None), delimiter=delimiter, strict=True
+        )
         previous = offset
         try:
             for record in reader:
                 start, end = previous + 1, offset + reader.line_num
                 previous = end
-                if end == start and end != total:  # one line: the common case, nothing to check
+                if end == start:  # one line: the common case, nothing more to check
                     yield start, record, None
-                elif _runaway(physical[start - 1 : end], delimiter, columns, end == total):
+                elif _runaway(physical[start - 1 : end], delimiter, columns, width):
                     yield from _line_wise(physical, start, end, delimiter)
                 else:
                     yield start, record, None
@@ -265,7 +296,10 @@ def _rows(text: str, encoding: str, delimiter: str, columns: Columns) -> Table:
     ragged: dict[int, str] = {}  # row index -> non-empty cells beyond the header
     width = 0
     # The one Python loop: the csv module hands over records one by one.
-    for start, record, reject in _records(physical, delimiter, columns):
+    first = next((line for line in physical if line.strip()), "")
+    for start, record, reject in _records(
+        physical, delimiter, columns, len(_alone(first, delimiter))
+    ):
         if not "".join(record).strip():
             continue
         if not header:

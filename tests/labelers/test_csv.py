@@ -363,6 +363,16 @@ def test_properly_quoted_multi_line_cells_are_one_row(tmp_path: Path) -> None:
     assert out.labels.filter(pl.col("log_id") == "L2")["reason"].to_list() == ["plain"]
 
 
+def test_a_review_sheet_prompt_with_commas_and_numbers_in_it_stays_one_row(tmp_path: Path) -> None:
+    """A quoted prompt holding CSV data and sums over several lines is one row, not a runaway."""
+    prompt = "Parse this:\nL1,up,50,x\n1,2,3,4,5\n3+4, then 5\n5"
+    text = f'log_id,request_text,feedback,score,reason\nL1,"{prompt}",up,80,ok\nL2,short,down,,\n'
+    drop(tmp_path, "review.csv", text)
+    out = labeler(tmp_path).run(LOGS, "r", NOW)
+    review = by_file(out.accounting, "review.csv")
+    assert (review["rows"], review["accepted"], review["rejected"]) == (2, 2, 0)
+
+
 @given(
     st.lists(st.sampled_from(["up", "down", "-1", "meh", ""]), min_size=1, max_size=30),
     st.sets(st.integers(0, 29), max_size=4),
