@@ -3,16 +3,27 @@
 `list_runs_report` only looks. It never creates the data dir or the state database (a typo in
 --data-dir must not leave folders behind), and works on a read-only data dir; a data dir where
 nothing has run yet is a listing that says so, not an error.
+
+`runs_page` is the same history as one self-contained HTML page (`aigw-feedback runs --html`):
+a chart per measure over the nights (labels, patched, verified, failed, requests), then a row per
+run with its status and a relative link to its report.html. It is the report's template
+environment and stylesheet (templates/runs.html.j2 includes report.css), so it looks the same.
+The requests of a run come from its report.json, the other numbers from the runs table.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline.state import history
+from pipeline.errors import UsageError
+from pipeline.report import charts
+from pipeline.report.html import ENV
+from pipeline.report.inputs import read_json
+from pipeline.state import history, store
 from pipeline.state.history import RunRecord
 from pipeline.state.store import STATE_FILE
 from pipeline.timefmt import human, iso
@@ -105,3 +116,105 @@ def runs_table(records: list[RunRecord], watermarks: list[Watermark] | None = No
 
 def _num(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else "-"
+
+
+# The measures of the history page's charts: (title, where the number comes from).
+MEASURES = (("labels", "labels"), ("patched", "patched"), ("verified", "verified"),
+            ("failed", "failed"), ("requests", "requests"))  # fmt: skip
+RUNS_PAGE = "runs.html"
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run on the history page."""
+
+    record: RunRecord
+    numbers: dict[str, int | None]  # MEASURES' keys
+    report: str | None  # the link to its report.html, relative to the page; None: no report
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    """The history page, written: where, and how many runs it shows."""
+
+    path: Path
+    runs: int
+    exit_code: int = 0
+
+    def summary(self) -> str:
+        return f"runs page {self.path}: {self.runs:,} runs"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "runs": self.runs}
+
+
+def runs_rows(listing: RunsListing, page: Path) -> list[RunRow]:
+    """Each run of the listing (newest first) with its numbers and the link to its report."""
+    rows = []
+    for record in listing.records:
+        folder = store.runs_dir(listing.data_dir) / record.run_id
+        report_json = read_json(folder / "report.json") or {}
+        requests = (report_json.get("requests") or {}).get("total")
+        numbers: dict[str, int | None] = {
+            key: _count(record.counts.get(key)) for key, _ in MEASURES if key != "requests"
+        }
+        numbers["requests"] = _count(requests)
+        html = folder / "report.html"
+        link = os.path.relpath(html.resolve(), page.resolve().parent) if html.is_file() else None
+        rows.append(RunRow(record, numbers, link.replace(os.sep, "/") if link else None))
+    return rows
+
+
+def runs_page_html(listing: RunsListing, page: Path) -> str:
+    """The history page's HTML: charts over the nights, oldest left, then the runs, newest first."""
+    oldest_first = sorted(runs_rows(listing, page), key=_order)
+    rows = oldest_first[::-1]
+    charts_ = [
+        charts.column_chart(
+            title,
+            [
+                (_night(r.record), r.record.run_id, r.numbers[key], r.record.status)
+                for r in oldest_first
+            ],
+        )
+        for title, key in MEASURES
+    ]
+    return ENV.get_template("runs.html.j2").render(
+        data_dir=str(listing.data_dir),
+        rows=rows,
+        charts=charts_ if rows else [],
+        watermarks=[(job, gw, iso(at)) for job, gw, at in listing.watermarks],
+        window_text=window_text,
+        human=human,
+        recorded=listing.recorded,
+    )
+
+
+def runs_page(
+    data_dir: Path, *, out: Path | None = None, job: str | None = None, limit: int | None = None
+) -> RunsPage:
+    """Write the history page of ``data_dir`` (every run, or the ``limit`` newest) to ``out``
+    (default: runs.html in the data dir, which must exist then; nothing else is created)."""
+    listing = list_runs_report(data_dir, job=job, limit=limit)
+    path = out if out is not None else data_dir / RUNS_PAGE
+    if out is None and not data_dir.is_dir():
+        raise UsageError(f"no data dir at {data_dir}: nothing has run there (or pass --out FILE)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store.write_text_atomic(runs_page_html(listing, path), path)
+    return RunsPage(path, len(listing.records))
+
+
+def _order(row: RunRow) -> tuple[datetime, datetime, str]:
+    """Oldest first: by the window, then by when the run started (a re-run after the first)."""
+    r = row.record
+    return r.window.start, r.started_at or r.created_at or r.window.start, r.run_id
+
+
+def _night(record: RunRecord) -> str:
+    """The x label of a run: the day of its window (11-25), or its start for a longer one."""
+    text = window_text(record.window)
+    return text[5:10] if len(text) >= 10 else text
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None

@@ -161,23 +161,53 @@ def backfill_command(
     help="The jobs' data dir.",
 )
 @click.option("--job", "job_name", metavar="NAME", help="Only this job's runs.")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The newest N runs  [default: 20; with --html every run].",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
-def runs_command(data_dir: str, job_name: str | None, limit: int, as_json: bool) -> None:
+@click.option(
+    "--html", "as_html", is_flag=True, help="Write one HTML page over the runs (charts, links)."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --html: the page's file  [default: DATA_DIR/runs.html].",
+)
+def runs_command(
+    data_dir: str,
+    job_name: str | None,
+    limit: int | None,
+    as_json: bool,
+    as_html: bool,
+    out: str | None,
+) -> None:
     """Recent runs, newest first: id, job, window, status, counts, duration; and the watermarks.
+
+    With --html, one self-contained page over every run of the data dir: a chart per measure
+    night by night (labels, patched, verified, failed, requests), each run's status, and a link
+    to its report.html (relative, so the data dir can be moved or served as it is).
 
     \b
     Examples:
       aigw-feedback runs
       aigw-feedback runs --data-dir demo-data --job nightly
       aigw-feedback runs --json --limit 5
+      aigw-feedback runs --html --out /srv/www/aigw/runs.html
     """
     import json
     from pathlib import Path
 
-    from pipeline.runs import list_runs_report
+    from pipeline.runs import list_runs_report, runs_page
 
-    listing = list_runs_report(Path(data_dir), job=job_name, limit=limit)
+    if as_html:
+        page = runs_page(Path(data_dir), out=Path(out) if out else None, job=job_name, limit=limit)
+        click.echo(page.summary())
+        sys.exit(page.exit_code)
+    listing = list_runs_report(Path(data_dir), job=job_name, limit=limit or 20)
     if as_json:
         for run in listing.to_json():
             click.echo(json.dumps(run))

@@ -283,7 +283,8 @@ class ColumnChart:
 def column_chart(title: str, points: Sequence[tuple[str, str, int | None, str]]) -> ColumnChart:
     """``points``: (x label, run id, value, status) oldest first; a run without the number gets
     no column (its place stays, so the nights line up between charts)."""
-    left, right, top, bottom = 56.0, WIDTH - 10.0, 10.0, 120.0
+    width = 400  # narrower than a stage chart: two or three fit side by side, labels stay legible
+    left, right, top, bottom = 48.0, width - 10.0, 10.0, 120.0
     peak = max((v for _, _, v, _ in points if v), default=0)
     step = nice_step(peak or 1) if peak >= 4 else 1.0
     ytop = step * max(math.ceil((peak or 1) / step), 1)
@@ -308,7 +309,7 @@ def column_chart(title: str, points: Sequence[tuple[str, str, int | None, str]])
         if i % every == 0
     ]
     yticks = [Tick(bottom - v * yscale, number(v)) for v in _range(ytop, step)]
-    return ColumnChart(title, WIDTH, 150, left, bottom, bars, yticks, xticks)
+    return ColumnChart(title, width, 150, left, bottom, bars, yticks, xticks)
 
 
 def _range(top: float, step: float) -> list[float]:

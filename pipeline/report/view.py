@@ -96,7 +96,11 @@ def fmt(value: Any) -> str:
 
 
 def pct(value: Any) -> str:
-    return "–" if value is None else f"{float(value) * 100:.0f}%"
+    """A share as a percentage; under 1% with one decimal (0.1%), so a small share is not 0%."""
+    if value is None:
+        return "–"
+    share_ = float(value) * 100
+    return f"{share_:.1f}%" if 0 < share_ < 1 else f"{share_:.0f}%"
 
 
 def share(value: Any) -> str:
