@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all lint format bench lock clean
+.PHONY: demo test test-all lint format bench screenshots lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ format: $(STAMP)
 
 bench: $(STAMP)  ## benchmarks: each prints its figures and ratios against a baseline run side by side
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+screenshots: $(STAMP)  ## a week of demo runs, then report.html and the runs page in headless Chromium at 1400 and 390 px, into screenshots/
+	$(BIN)/python bench/screenshots.py --out screenshots
 
 lock: $(STAMP)  ## pin the exact versions of pyproject.toml's ranges into requirements.lock
 	@test -x $(BIN)/pip-compile || $(BIN)/python -m pip install --quiet pip-tools
