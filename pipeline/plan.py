@@ -419,8 +419,11 @@ async def plan(
     *,
     client: LogsClient,
     clock: Callable[[], float] = time.time,
+    use_extract: bool = True,
 ) -> PlanResult:
     """Write ``plan.parquet`` for a run and return the counts, requests needed and time at budget.
+
+    ``use_extract`` false (``apply``): no window was extracted, every labeled log is looked up.
 
     Before it spends any request it logs what the look-ups may cost; the result counts what they
     did cost, so a dry run spends nothing it does not report.
@@ -428,7 +431,8 @@ async def plan(
     started = clock()
     chosen = read_chosen(run)
     ids = chosen.get_column("log_id")
-    extracted = read_extract(job, run, ids).with_columns(found_in=pl.lit("extract"))
+    extracted = read_extract(job, run, ids if use_extract else ids.head(0))
+    extracted = extracted.with_columns(found_in=pl.lit("extract"))
     outside = ids.filter(~ids.is_in(extracted.get_column("id").implode())).to_list()
     bare = extracted.filter(~pl.col("known")).height
     lists, most_gets = lookup_cost(len(outside))

@@ -34,7 +34,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ import httpx
 
 from pipeline.config import JobConfig
 from pipeline.errors import BudgetExhausted, UsageError
-from pipeline.extract import extract
+from pipeline.extract import ExtractResult, extract
 from pipeline.gateway import open_client
 from pipeline.gateway.client import LogsClient
 from pipeline.label import label
@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 
 NIGHTLY_SPEC = "yesterday"
 PLANNING_STAGES = ("extract", "label", "plan")
+WINDOW_MODES = ("nightly", "window")  # the modes whose success moves the nightly watermark
+NO_EXTRACT_MODES = ("apply",)  # labels onto logs of any age: look-ups instead of a window's extract
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -194,6 +196,15 @@ class Runner:
             result = await self.nightly(handled={r.run_id for r in earlier})
         return _after(result, earlier)
 
+    async def apply(self) -> RunResult:
+        """`aigw-feedback apply`: the job's interrupted runs first, then one run over the inbox
+        that looks its logs up by id instead of extracting a window."""
+        earlier = [] if self.dry_run else await self.finish_interrupted()
+        if earlier and earlier[-1].stopped:
+            return _after(earlier[-1], earlier[:-1])
+        moment = Window(self.now, self.now + timedelta(milliseconds=1))
+        return _after(await self.execute(self.new_run(moment), "apply"), earlier)
+
     async def finish_interrupted(self, skip: str | None = None) -> list[RunResult]:
         """Resume, oldest first, every run of this job whose process died mid-run.
 
@@ -304,13 +315,14 @@ class Runner:
 
     async def _stages(self, attempt: Attempt) -> None:
         run, stages = attempt.run, attempt.stages
+        extracts = attempt.mode not in NO_EXTRACT_MODES
         for stage in PLANNING_STAGES:
             done = read_stage_result(run, stage)
             if done is not None:
                 stages[stage] = done
                 attempt.skipped.append(stage)
                 continue
-            stages[stage] = await self._stage(stage, run)
+            stages[stage] = await self._stage(stage, run, extracts=extracts)
         if self.dry_run:
             return
         loaded = await self._load(run)
@@ -360,7 +372,7 @@ class Runner:
             stopped=attempt.stopped,
         )
         watermark = history.get_watermark(data_dir, run.job, run.gateway_id)
-        if status in history.SUCCEEDED and attempt.mode != "backfill":
+        if status in history.SUCCEEDED and attempt.mode in WINDOW_MODES:
             watermark = history.advance_watermark(
                 data_dir,
                 run.job,
@@ -394,10 +406,12 @@ class Runner:
             counts=stages.counts(),
         )
 
-    async def _stage(self, stage: str, run: RunInfo) -> JsonResult:
+    async def _stage(self, stage: str, run: RunInfo, *, extracts: bool = True) -> JsonResult:
         log.debug("%s: starting", stage)
         result: JsonResult
-        if stage == "extract":
+        if stage == "extract" and not extracts:
+            result = no_extract(run)
+        elif stage == "extract":
             result = await extract(
                 self.job, run.window, client=self.client, progress=self.progress, run=run
             )
@@ -405,7 +419,7 @@ class Runner:
             # A dry run reads the CSV inbox without consuming it: the files stay for a real run.
             result = await label(self.job, run, client=self.client, dry_run=self.dry_run)
         else:
-            result = await plan(self.job, run, client=self.client)
+            result = await plan(self.job, run, client=self.client, use_extract=extracts)
         _log_stage(stage, result, run.run_id)
         return result
 
@@ -421,6 +435,24 @@ class Runner:
             result = await verify(self.job, run, client=self.client, sleep=self.sleep)
         _log_stage("verify", result, run.run_id)
         return result
+
+
+def no_extract(run: RunInfo) -> ExtractResult:
+    """The extract stage of an ``apply`` run: nothing listed (the plan looks the logs up by id),
+    recorded like any stage so the label stage, resumes and the report read it as done."""
+    result = ExtractResult(
+        window=run.window,
+        logs=0,
+        requests=0,
+        partitions=(),
+        days=(),
+        seconds=0.0,
+        total_count=0,
+        complete=True,
+        note="apply: no window extracted; the labeled logs are looked up by id",
+    )
+    store.write_json_atomic(result.to_json(), run.paths.stage_result("extract"))
+    return result
 
 
 @dataclass

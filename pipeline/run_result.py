@@ -55,7 +55,9 @@ class Stages:
     def lines(self) -> list[str]:
         """One line per stage that ran."""
         out = []
-        if ex := self.extract:
+        if (ex := self.extract) and ex.note.startswith("apply:"):
+            out.append(f"extract  none ({ex.note.removeprefix('apply: ')})")
+        elif ex:
             days = len(ex.partitions)
             out.append(
                 f"extract  {ex.logs:,} logs, {ex.requests:,} requests, "
@@ -165,9 +167,9 @@ class RunResult:
         lines = []
         for earlier in self.previous:
             lines += [earlier.summary(), ""]
+        scope = "logs looked up by id" if self.mode == "apply" else f"window {self.window}"
         lines.append(
-            f"run {self.run_id} ({self.mode}) job {self.job} gateway {self.gateway_id} "
-            f"window {self.window}"
+            f"run {self.run_id} ({self.mode}) job {self.job} gateway {self.gateway_id} {scope}"
         )
         if self.skipped:
             lines.append(f"  resumed: {', '.join(self.skipped)} already done")
@@ -183,7 +185,8 @@ class RunResult:
         plan_ = self.stages.plan
         if self.status == "dry_run" and plan_ is not None:
             return (
-                f"dry run, nothing written; {plan_.requests_needed} requests needed, about "
+                f"dry run, nothing written; {plan_.lookup_requests} requests spent on look-ups, "
+                f"{plan_.requests_needed} more needed, about "
                 f"{human(plan_.estimated_seconds)} at the budget. "
                 f"Apply this plan with: aigw-feedback run JOB --run {self.run_id}"
             )

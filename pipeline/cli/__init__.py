@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import click
 
+from pipeline.cli.apply import COMMANDS as APPLY_COMMANDS
 from pipeline.cli.emulator import COMMANDS as EMULATOR_COMMANDS
 from pipeline.cli.jobs import COMMANDS as JOB_COMMANDS
 from pipeline.cli.options import ARGV, report_failure, wants_json
@@ -92,7 +93,7 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(dict)
 
 
-for _command in (*STAGE_COMMANDS, *JOB_COMMANDS, *EMULATOR_COMMANDS):
+for _command in (*STAGE_COMMANDS, *JOB_COMMANDS, *APPLY_COMMANDS, *EMULATOR_COMMANDS):
     cli.add_command(_command)
 
 

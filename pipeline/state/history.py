@@ -1,6 +1,6 @@
 """Run history and nightly watermarks, in state.sqlite.
 
-runs        one row per run: id, job, gateway, window, mode (nightly | window | backfill), status,
+runs        one row per run: id, job, gateway, window, mode (nightly | window | backfill | apply), status,
             headline counts, start and finish times, how many times it was started (a resumed run
             counts again), the last error, and when it was last interrupted and who took it over.
 watermarks  per job and gateway: where contiguous verified nightly coverage ends. The next nightly
@@ -36,7 +36,7 @@ from pipeline.timefmt import iso
 from pipeline.window import Window
 
 STATUSES = ("running", "ok", "nothing_to_do", "partial", "failed", "dry_run", "interrupted")
-MODES = ("nightly", "window", "backfill")
+MODES = ("nightly", "window", "backfill", "apply")
 UNFINISHED = ("running", "interrupted", "partial", "failed")
 SUCCEEDED = ("ok", "nothing_to_do")  # every planned change applied and verified (or none needed)
 
