@@ -24,8 +24,9 @@ from typing import Any, Literal, cast, get_args
 
 import polars as pl
 from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
@@ -118,9 +119,12 @@ def write_xlsx(frame: pl.DataFrame, out: Path) -> Path:
         cell.fill = _EDIT_FILL if name in EDITABLE else _HEADER_FILL
         header.append(cell)
     sheet.append(header)
-    kinds = [_kind(name, dtype) for name, dtype in safe.schema.items()]
+    styles = _styles(sheet)
+    looks = [(styles[k], k == "edit") for k in (_kind(n, t) for n, t in safe.schema.items())]
     for row in safe.iter_rows():  # openpyxl writes cell by cell; nothing to vectorise here
-        sheet.append([_cell(sheet, value, kind) for value, kind in zip(row, kinds, strict=True)])
+        sheet.append(
+            [_cell(sheet, v, style, edit=edit) for v, (style, edit) in zip(row, looks, strict=True)]
+        )
     buffer = io.BytesIO()
     workbook.save(buffer)
     return store.write_bytes_atomic(buffer.getvalue(), out)
@@ -184,20 +188,31 @@ def _kind(name: str, dtype: pl.DataType) -> _Kind:
     return "string" if dtype == pl.String else "plain"
 
 
-def _cell(sheet: Worksheet, value: Any, kind: _Kind) -> object:
-    if value is None and kind != "edit":
+def _styles(sheet: Worksheet) -> dict[_Kind, StyleArray]:
+    """One style per kind of cell, set up once: styling each cell anew is most of the time."""
+    looks: dict[_Kind, tuple[PatternFill | None, Alignment, str | None]] = {
+        "edit": (_EDIT_FILL, _WRAP, None),
+        "wrap": (None, _WRAP, None),
+        "datetime": (None, _TOP, "yyyy-mm-dd hh:mm:ss"),
+        "string": (None, _TOP, None),
+        "plain": (None, _TOP, None),
+    }
+    styles: dict[_Kind, StyleArray] = {}
+    for kind, (fill, alignment, number_format) in looks.items():
+        template = WriteOnlyCell(sheet)
+        if fill is not None:
+            template.fill = fill
+        template.alignment = alignment
+        if number_format is not None:
+            template.number_format = number_format
+        styles[kind] = template._style  # type: ignore[attr-defined]
+    return styles
+
+
+def _cell(sheet: Worksheet, value: Any, style: StyleArray, *, edit: bool) -> Cell | None:
+    if value is None and not edit:
         return None
-    cell = WriteOnlyCell(sheet, value)
+    cell = Cell(sheet, row=1, column=1, value=value, style_array=style)  # copies the style
     if isinstance(value, str):
         cell.data_type = "s"  # never a formula or an error value, whatever the text
-    if kind == "edit":
-        cell.fill = _EDIT_FILL
-        cell.alignment = _WRAP
-    elif kind == "wrap":
-        cell.alignment = _WRAP
-    elif kind == "datetime":
-        cell.number_format = "yyyy-mm-dd hh:mm:ss"
-        cell.alignment = _TOP
-    else:
-        cell.alignment = _TOP
     return cell
