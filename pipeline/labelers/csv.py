@@ -49,9 +49,10 @@ no move, no rejects file.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
@@ -66,10 +67,13 @@ from pipeline.labelers.base import (
     last_word_wins,
     to_label_frame,
 )
-from pipeline.labelers.csvfile import Table, read_table, rejects_csv, table_frame
+from pipeline.labelers.csvfile import Sheets, Table, read_table, rejects_csv, table_frame
 from pipeline.labelers.inbox import FileReport, Manifest, Pending, collect, not_read, peek
 from pipeline.labelers.values import validate_labels
+from pipeline.labelers.xlsx import read_workbook
 from pipeline.state.store import write_text_atomic
+
+ZIP = b"PK\x03\x04"  # an .xlsx is a zip file: read as a workbook whatever its name
 
 # ---------------------------------------------------------------------------------------------
 # Joining rows to logs
@@ -155,42 +159,57 @@ class CsvLabeler:
         else:
             pending = peek(inbox, manifest, reports, self._read)
         index: pl.DataFrame | None = None
-        parsed: list[tuple[Pending, Table, FileReport, pl.DataFrame]] = []
-        for order, item in enumerate(sorted(pending, key=lambda p: (p.name, p.sha256))):
-            report = FileReport(item.name, item.sha256, "applied", path=item.rel)
-            reports.append(report)
+        parsed: list[Parsed] = []
+        for item in sorted(pending, key=lambda p: (p.name, p.sha256)):
             try:
-                table = item.table or self._read(item.data, item.name)
+                read = item.table or self._read(item.data, item.name)
             except InputError as exc:  # was readable when taken; changed on disk since
-                report.status, report.detail = "unreadable", str(exc)
+                reports.append(
+                    FileReport(item.name, item.sha256, "unreadable", item.rel, detail=str(exc))
+                )
                 continue
-            report.encoding, report.delimiter = table.encoding, table.delimiter
-            if index is None and table.columns.join is not None and self.known_logs is not None:
-                index = metadata_index(self.known_logs, self.config.join_key)
-            frame = validate_rows(table_frame(table), index).with_columns(
-                pl.lit(order).alias("file_order"), pl.lit(item.file).alias("file")
-            )
-            parsed.append((item, table, report, frame))
+            for sheet, why in read.not_read:
+                detail = f"sheet {sheet!r} not read: {why}"
+                reports.append(
+                    FileReport(item.name, item.sha256, "skipped", item.rel, sheet, detail=detail)
+                )
+            for table in read.tables:
+                report = FileReport(item.name, item.sha256, "applied", item.rel, table.sheet)
+                reports.append(report)
+                report.encoding, report.delimiter = table.encoding, table.delimiter
+                if index is None and table.columns.join is not None and self.known_logs is not None:
+                    index = metadata_index(self.known_logs, self.config.join_key)
+                key = item.file + (f"#{table.sheet}" if table.sheet else "")
+                frame = validate_rows(table_frame(table), index).with_columns(
+                    pl.lit(len(parsed)).alias("file_order"),
+                    pl.lit(key).alias("file"),
+                    pl.lit("row" if table.sheet else "line").alias("where"),
+                )
+                parsed.append(Parsed(item, table, report, frame, key))
         labels = self._combine(parsed, logs, inbox, now)
         reports += not_read(inbox)
-        reports.sort(key=lambda r: (r.name, r.sha256))
+        reports.sort(key=lambda r: (r.name, r.sha256, r.sheet))
         return LabelerOutput(labels, {**_summary(reports), "inbox_consumed": self.consume})
 
-    def _read(self, data: bytes, name: str) -> Table:
+    def _read(self, data: bytes, name: str) -> Sheets:
+        if data.startswith(ZIP) or name.lower().endswith(".xlsx"):
+            return read_workbook(data, join_key=self.config.join_key)
         tsv = name.lower().endswith(".tsv")
-        return read_table(data, join_key=self.config.join_key, tab_first=tsv)
+        return Sheets([read_table(data, join_key=self.config.join_key, tab_first=tsv)])
 
     def _combine(
         self,
-        parsed: list[tuple[Pending, Table, FileReport, pl.DataFrame]],
+        parsed: list[Parsed],
         logs: pl.DataFrame,
         inbox: Path,
         now: datetime,
     ) -> pl.DataFrame:
         if not parsed:
             return empty_labels()
-        columns = ["file", "file_order", "line", "log_id", "feedback", "score", "reason", "reject"]
-        rows = pl.concat([f.select(columns) for *_, f in parsed], how="vertical_relaxed")
+        columns = ["file", "file_order", "line", "where", "log_id", "feedback", "score", "reason"]
+        rows = pl.concat(
+            [p.frame.select(*columns, "reject") for p in parsed], how="vertical_relaxed"
+        )
         accepted = last_word_wins(rows.filter(pl.col("reject").is_null()), ["file_order", "line"])
         index = logs.select(
             canonical_id_expr(pl.col("id")).alias("log_id"),
@@ -211,7 +230,7 @@ class CsvLabeler:
             )
             .rows_by_key("file", named=True, unique=True)
         )
-        for item, table, report, frame in parsed:
+        for item, table, report, frame, key in parsed:
             counts = frame.filter(pl.col("reject").is_not_null())["reject"].value_counts()
             report.rows = frame.height
             report.rejected_by_reason = dict(
@@ -219,22 +238,41 @@ class CsvLabeler:
             )
             report.rejected = sum(report.rejected_by_reason.values())
             report.accepted = report.rows - report.rejected
-            for key, value in outcomes.get(item.file, {}).items():
-                setattr(report, key, int(value))
+            for name, value in outcomes.get(key, {}).items():
+                setattr(report, name, int(value))
             if report.rejected and self.consume:
                 rel = Path(item.rel)
-                rejects = rel.with_name(rel.stem + ".rejects.csv")
-                write_text_atomic(
-                    rejects_csv(frame, table.header, table.delimiter), inbox / rejects
-                )
+                part = f".{_safe(table.sheet)}" if table.sheet else ""
+                rejects = rel.with_name(f"{rel.stem}{part}.rejects.csv")
+                text = rejects_csv(frame, table.header, table.delimiter or ",", table.sheet)
+                write_text_atomic(text, inbox / rejects)
                 report.rejects_path = rejects.as_posix()
         winners = winners.with_columns(
             source=pl.lit("csv:") + pl.col("file"),
             reason=pl.when(pl.col("reason").str.strip_chars().fill_null("") != "")
             .then(pl.col("reason").str.strip_chars())
-            .otherwise(pl.format("analyst label, {} line {}", pl.col("file"), pl.col("line"))),
+            .otherwise(
+                pl.format(
+                    "analyst label, {} {} {}", pl.col("file"), pl.col("where"), pl.col("line")
+                )
+            ),
         )
         return to_label_frame(winners.sort("log_id"), now)
+
+
+class Parsed(NamedTuple):
+    """One table read this run (a CSV file, or a sheet of a workbook) and its checked rows."""
+
+    item: Pending
+    table: Table
+    report: FileReport
+    frame: pl.DataFrame
+    key: str  # the file name, with #<sheet> for a workbook's sheet: the label's source
+
+
+def _safe(sheet: str) -> str:
+    """A sheet name as part of a file name."""
+    return re.sub(r"[^\w.-]+", "_", sheet).strip("._") or "sheet"
 
 
 def _summary(reports: list[FileReport]) -> dict[str, Any]:
@@ -244,7 +282,7 @@ def _summary(reports: list[FileReport]) -> dict[str, Any]:
         for reason, n in r.rejected_by_reason.items():
             by_reason[reason] = by_reason.get(reason, 0) + n
     return {
-        "files": len(applied),
+        "files": len({r.sha256 for r in applied}),
         "rows": sum(r.rows for r in applied),
         "accepted": sum(r.accepted for r in applied),
         "rejected": sum(r.rejected for r in applied),

@@ -17,7 +17,7 @@ import io
 import itertools
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import charset_normalizer
@@ -117,6 +117,15 @@ def _detect(data: bytes) -> str | None:
     chosen = min(tied, key=rank)  # min keeps the detector's order among equals
     names = [chosen.encoding, *chosen.could_be_from_charset]
     return "cp1252" if "cp1252" in names else str(chosen.encoding)
+
+
+@dataclass(frozen=True)
+class Sheets:
+    """What one inbox file holds: its tables (one for a CSV file, one per sheet read of a
+    workbook) and the sheets not read, each with the reason."""
+
+    tables: list[Table]
+    not_read: list[tuple[str, str]] = field(default_factory=list)  # (sheet, why)
 
 
 def decode(data: bytes) -> tuple[str, str]:
@@ -383,19 +392,23 @@ def _detail() -> pl.Expr:
     return result
 
 
-def rejects_csv(frame: pl.DataFrame, header: list[str], delimiter: str) -> str:
+def rejects_csv(frame: pl.DataFrame, header: list[str], delimiter: str, sheet: str = "") -> str:
     """The rejects file's text: reject_line, reject_reason, reject_detail, then the original cells.
     Cells that a spreadsheet would run as a formula (``=HYPERLINK(...)``) are neutralised
-    (`pipeline.formulas`); reading the file back removes the apostrophe again."""
+    (`pipeline.formulas`); reading the file back removes the apostrophe again. For a sheet of a
+    workbook, ``reject_sheet`` follows ``reject_line`` (then the sheet's row number)."""
     rejected = frame.filter(pl.col("reject").is_not_null()).sort("line")
+    named = [neutralise_expr(pl.lit(sheet)).alias("reject_sheet")] if sheet else []
     out = rejected.select(
         pl.col("line").alias("reject_line"),
+        *named,
         pl.col("reject").alias("reject_reason"),
         neutralise_expr(_detail()).alias("reject_detail"),
         *[neutralise_expr(pl.col(f"orig_{i}")).alias(f"orig_{i}") for i in range(len(header))],
     )
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow(["reject_line", "reject_reason", "reject_detail", *map(neutralise, header)])
+    first = ["reject_line", *(["reject_sheet"] if sheet else []), "reject_reason", "reject_detail"]
+    writer.writerow([*first, *map(neutralise, header)])
     writer.writerows(out.iter_rows())
     return buffer.getvalue()

@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputError
-from pipeline.labelers.csvfile import Table
+from pipeline.labelers.csvfile import Sheets
 from pipeline.state.store import write_json_atomic, write_text_atomic
 
-EXTENSIONS = (".csv", ".tsv")
+EXTENSIONS = (".csv", ".tsv", ".xlsx")
 MANIFEST = "manifest.json"
 
-Reader = Callable[[bytes, str], Table]  # (the file's bytes, its name) -> its table, or InputError
+Reader = Callable[[bytes, str], Sheets]  # (the file's bytes, its name) -> its tables, or InputError
 
 
 @dataclass
@@ -51,6 +51,7 @@ class FileReport:
     sha256: str
     status: str  # applied | already_applied | unreadable | missing | skipped (not a label file)
     path: str = ""  # where the file is now, relative to the inbox
+    sheet: str = ""  # a workbook's sheet: each sheet read (or not) has a report of its own
     encoding: str = ""
     delimiter: str = ""
     rows: int = 0
@@ -67,6 +68,8 @@ class FileReport:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["delimiter"] = {"\t": "tab"}.get(self.delimiter, self.delimiter)
+        if not self.sheet:
+            del out["sheet"]  # a CSV file's report is as it always was
         return out
 
 
@@ -114,7 +117,7 @@ class Pending:
     sha256: str
     rel: str  # where it is now, relative to the inbox; its file name is unique within the run
     data: bytes
-    table: Table | None = None
+    table: Sheets | None = None
 
     @property
     def file(self) -> str:
@@ -195,7 +198,8 @@ def why_not_read(path: Path, inbox: Path) -> str | None:
     if path.suffix.lower() not in EXTENSIONS:
         return (
             f"{path.suffix or 'no extension'}: only "
-            f"{', '.join(EXTENSIONS[:-1])} and {EXTENSIONS[-1]} files are read; save it as CSV"
+            f"{', '.join(EXTENSIONS[:-1])} and {EXTENSIONS[-1]} files are read; save it as CSV "
+            "or .xlsx"
         )
     return None
 

@@ -98,17 +98,17 @@ def test_crash_between_manifest_and_move_is_resumed_without_double_apply(tmp_pat
 
 
 def test_excel_lock_files_and_other_extensions_are_left_alone(tmp_path: Path) -> None:
-    """~$a.csv (Excel's lock file), .xlsx and notes.txt are neither read nor moved; the .xlsx and
+    """~$a.csv (Excel's lock file), .xls and notes.txt are neither read nor moved; the .xls and
     the .txt are reported as skipped with the reason, the lock and hidden files not at all."""
-    for name in ("~$a.csv", "book.xlsx", "notes.txt", ".hidden.csv"):
+    for name in ("~$a.csv", "book.xls", "notes.txt", ".hidden.csv"):
         drop(tmp_path, name, "log_id,feedback\nL1,up\n")
     out = labeler(tmp_path).run(LOGS, "r", NOW)
     reported = {f["name"]: f for f in out.accounting["by_file"]}
-    assert set(reported) == {"book.xlsx", "notes.txt"}
+    assert set(reported) == {"book.xls", "notes.txt"}
     assert {f["status"] for f in reported.values()} == {"skipped"}
-    assert "only .csv and .tsv" in reported["book.xlsx"]["detail"]
+    assert "only .csv, .tsv and .xlsx" in reported["book.xls"]["detail"]
     assert out.accounting["files"] == 0
-    assert all((tmp_path / n).exists() for n in ("~$a.csv", "book.xlsx", "notes.txt"))
+    assert all((tmp_path / n).exists() for n in ("~$a.csv", "book.xls", "notes.txt"))
 
 
 def test_a_fixed_rejects_file_can_be_dropped_back(tmp_path: Path) -> None:
