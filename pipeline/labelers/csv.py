@@ -1,6 +1,10 @@
-"""The analysts' CSV labeler: every `.csv`/`.tsv` dropped in the job's inbox folder is read, validated,
-joined to logs, and applied exactly once (the folder itself, its manifest and where files move:
-`pipeline.labelers.inbox`).
+"""The analysts' CSV labeler: every `.csv`/`.tsv`/`.xlsx` dropped in the job's inbox folder is read,
+validated, joined to logs, and applied exactly once (the folder itself, its manifest and where files
+move: `pipeline.labelers.inbox`). A workbook's sheets are read as CSV tables
+(`pipeline.labelers.xlsx`): each sheet read has its own accounting and rejects file
+(``<name>.<sheet>.rejects.csv``, with ``reject_sheet``; ``reject_line`` is the sheet's row number),
+and its labels' source is ``csv:<file>#<sheet>`` (where the label came from, as precisely as a CSV
+file's name says it).
 
 Reading is tolerant: UTF-8 with or without BOM, UTF-16 with BOM (Excel's "Unicode text"), else the
 encoding charset-normalizer detects (UTF-16 without BOM, Shift-JIS...), else Windows-1252/Latin-1;
@@ -25,7 +29,7 @@ quoted cell that spans more than 100 lines or has a line inside it that reads as
 is a runaway too. Then that stretch is read line by line, and each line whose quotes do not pair
 up is rejected as ``broken_quote`` on its own line number.
 
-Accounting, per file: ``rows = accepted + rejected`` and ``accepted = labels + duplicates +
+Accounting, per file (per sheet of a workbook): ``rows = accepted + rejected`` and ``accepted = labels + duplicates +
 superseded``. Rejected rows go to ``<name>.rejects.csv`` next to the processed file, with
 ``reject_line`` (the line in the file where the row starts; the header is line 1, so it is the
 spreadsheet row number), ``reject_reason`` (a code from `values.REASONS`), ``reject_detail`` and the
