@@ -295,6 +295,7 @@ def test_another_limiter_is_waited_out_and_named_in_the_report(
     app = create_app(settings, emulator_store, emulator_clock, sleep=emulator_clock.sleep)
     path = write_job(tmp_path, "http://emulator.test/client/v4", gateway_id=DEFAULT_GATEWAY_ID)
     job = load(path, DEFAULT_EDIT_TOKEN)
+    started = emulator_clock()
     result = run(
         job,
         window=parse_window("2026-11-20", now=D0 + 30 * DAY),
@@ -306,5 +307,9 @@ def test_another_limiter_is_waited_out_and_named_in_the_report(
     assert result.stages.load is not None
     assert result.stages.load.rate_limited_by.get("10040", 0) >= 1
     assert "971" not in result.stages.load.rate_limited_by
+    # Each refusal was waited out for its whole Retry-After (60 s): the limiter had to refuse only
+    # a few requests (a client that retried after a second would be refused ~30 times).
+    assert result.stages.load.rate_limited_by["10040"] <= 4
+    assert emulator_clock() - started >= 60
     report = json.loads((result.report or Path()).with_suffix(".json").read_text())
     assert "another Cloudflare limiter (code 10040" in report["load"]["rate_limiters"]
