@@ -179,7 +179,9 @@ def render_html(data: Mapping[str, Any], extras: Extras) -> str:
         failures_more=more_rows(extras.failures),
         failure_count=failure_count(data, extras),
         rejects=Table(
-            (*REJECT_HEADER, "row"), reject_rows(extras, with_row=True), ("nowrap", "n", "", "")
+            (*REJECT_HEADER, "row"),
+            reject_rows(extras, with_row=True),
+            ("nowrap", "n", "text", "text"),
         )
         if extras.rejects
         else None,

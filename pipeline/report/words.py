@@ -92,9 +92,9 @@ def field_name(section: str, key: str) -> str:
 
 
 def reason(code: Any, detail: Any = "") -> str:
-    """A reject reason in words, with the detail the labeler gave."""
-    words = REASONS.get(str(code), spaced(code))
-    return f"{words}: {detail}" if detail else words
+    """A reject reason in words: the labeler's own sentence about the row where it gave one
+    (it names the value: "score 150 is not a number from 0 to 100"), else the code's words."""
+    return str(detail) if detail else REASONS.get(str(code), spaced(code))
 
 
 def failure(code: Any) -> str:
