@@ -13,13 +13,16 @@ bytes). For a review sheet the useful part is what the user asked and what the m
   ``output``, and ``error.message``; a server-sent-events head (``data: {...}`` lines) is joined
   from its chunks.
 
-Anything else, and a head cut off inside its JSON, is shown as it came. The text is cut to
+A head cut off inside its JSON is read as far as it goes (its open strings and brackets
+closed): the part of the prompt or answer it holds, or, when the cut comes before the user's
+message, the messages before it by role. Anything else is shown as it came. The text is cut to
 ``limit`` characters (``…(truncated)``), and a head the gateway did not store whole says so.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 TEXT_CHARS = 1000
@@ -60,9 +63,67 @@ def _pick_from(raw: str, pick: Any) -> str | None:
     try:
         body = json.loads(raw)
     except ValueError:
-        return _events(raw) if pick is _answer else None
+        if pick is _answer and raw.lstrip().startswith(("data:", "event:")):
+            return _events(raw)
+        body = _closed(raw)  # a head cut off inside its JSON: read what it holds
+        if body is None:
+            return None
+        found = pick(body)
+        if found is None and pick is _prompt:
+            found = _what_there_is(body)
+        return found if isinstance(found, str) and found.strip() else None
     found = pick(body)
     return found if isinstance(found, str) and found.strip() else None
+
+
+def _closed(raw: str) -> Any:
+    """JSON cut off at any point, completed: the open string and brackets closed (None if that
+    does not make it parse, e.g. a cut between a key and its colon)."""
+    closers: list[str] = []
+    in_string = escaped = False
+    for char in raw:  # one pass over a head of a few hundred characters
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            closers.append("]" if char == "[" else "}")
+        elif char in "]}" and closers:
+            closers.pop()
+    if not closers:
+        return None
+    text = raw
+    if in_string:
+        if escaped:
+            text = text[:-1]  # a lone backslash: the escape it began is past the cut
+        elif (cut := re.search(r"(\\+)u[0-9a-fA-F]{0,3}$", text)) and len(cut.group(1)) % 2:
+            text = text[: cut.start()] + cut.group(1)[:-1]  # a \uXXXX cut short
+        text += '"'
+    text = re.sub(r"[\s,]*$", "", text)
+    if text.endswith(":"):
+        text += "null"
+    try:
+        return json.loads(text + "".join(reversed(closers)))
+    except ValueError:
+        return None
+
+
+def _what_there_is(body: Any) -> str | None:
+    """A cut request whose user turn is past the cut: the messages it does hold, by role."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list):
+        return None
+    lines = [
+        f"[{m.get('role')}] {_content(m.get('content')) or ''}"
+        for m in messages
+        if isinstance(m, dict)
+    ]
+    return "\n".join(lines) or None
 
 
 # -- requests -------------------------------------------------------------------------------------

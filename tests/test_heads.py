@@ -85,17 +85,14 @@ def test_a_streamed_response_is_joined_from_its_chunks_with_their_spaces() -> No
     assert response_text(anthropic) == "One two"
 
 
-def test_unknown_shapes_and_cut_off_json_are_shown_as_they_came_and_marked() -> None:
+def test_unknown_shapes_and_unreadable_heads_are_shown_as_they_came_and_marked() -> None:
     """Anything unrecognised is the raw head; an incomplete head says how much is missing."""
     embeddings = json.dumps({"object": "list", "data": [{"embedding": [0.1]}]})
     assert response_text(embeddings) == embeddings
-    cut = '{"model":"gpt-4o","messages":[{"role":"system","content":"You are'
+    cut = '{"model":"gpt-4o","messages":[{"role":"system","content":"You are"},{"rol'
     shown = request_text(cut, complete=False, size=2048)
-    assert (
-        shown
-        == cut
-        + f"\n…(incomplete: the log keeps only the first {len(cut)} characters of 2,048 bytes)"
-    )
+    marker = f"\n…(incomplete: the log keeps only the first {len(cut)} characters of 2,048 bytes)"
+    assert shown == cut + marker  # cut between a key and its colon: not readable, shown raw
     assert request_text(None) == request_text("") == ""
     assert request_text("plain text prompt") == "plain text prompt"
 
@@ -115,3 +112,20 @@ def test_any_head_gives_text_within_the_limit_and_never_raises(head: str, comple
         shown = read(head, complete=complete, limit=100)
         body = shown.split("\n…(incomplete")[0]
         assert len(body) <= 100 + len(TRUNCATED)
+
+
+def test_a_head_cut_inside_its_json_still_reads_as_the_part_of_the_prompt_it_holds() -> None:
+    """Cut mid-message, the prompt shows as far as it goes; cut before it, the earlier turns."""
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Résumé "}]
+    full = json.dumps({"messages": [*messages[:1], {**messages[1], "content": "Résumé " * 40}]})
+    start = full.index("R\\u00e9sum")
+    for cut in range(full.index("Be brief") + 2, len(full) - 2):
+        shown = request_text(full[:cut], complete=False, size=len(full))
+        body = shown.split("\n…(incomplete")[0]
+        if cut > start:
+            assert "Résumé Résumé".startswith(body[:13]) and body.startswith("R"), (cut, shown)
+        elif not body.startswith("{"):  # a cut between a key and its colon stays raw
+            assert body.startswith("[system] Be"), (cut, shown)
+    answer = '{"choices":[{"index":0,"message":{"role":"assistant","content":"Here is the plan: fir'
+    assert response_text(answer, complete=False).startswith("Here is the plan: fir\n…(incomplete")
+    assert request_text(full[:-4] + "\\u00", complete=False).startswith("Résumé")
