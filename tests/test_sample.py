@@ -365,3 +365,41 @@ def test_sample_command_prints_the_cost_first_then_where_it_wrote(tmp_path: Path
     assert sent == 5 and "5 requests" in done.stdout and out.exists()
     mismatch = runner.invoke(cli, [*args, "--format", "csv", "--no-text"], env=env)
     assert mismatch.exit_code == 2 and "call it r.csv" in mismatch.output
+
+
+def test_filled_xlsx_dropped_in_the_inbox_gives_labels_for_exactly_the_filled_rows(
+    api: Api, tmp_path: Path
+) -> None:
+    """sample review.xlsx -> pick 👍/👎 and type scores in openpyxl -> inbox -> those labels."""
+    import openpyxl
+
+    out = tmp_path / "review.xlsx"
+    sample(api.job, n=30, out=out, open_api=api.open, seed=4)
+    book = openpyxl.load_workbook(out)
+    sheet = book.worksheets[0]
+    col = {c.value: c.column for c in sheet[1]}
+    filled: dict[str, tuple[int | None, float | None]] = {}
+    for row in range(2, 22):
+        log_id = str(sheet.cell(row, col["log_id"]).value)
+        if row % 3 == 0:
+            sheet.cell(row, col["feedback"], "👍")
+            filled[log_id] = (1, None)
+        elif row % 3 == 1:
+            sheet.cell(row, col["feedback"], -1)  # what Excel stores for a picked -1
+            sheet.cell(row, col["score"], 12.5)
+            filled[log_id] = (-1, 12.5)
+        else:
+            sheet.cell(row, col["score"], 90)
+            sheet.cell(row, col["reason"], "=looks right")
+            filled[log_id] = (None, 90.0)
+    inbox = api.job.labels.csv.inbox
+    inbox.mkdir(parents=True)
+    book.save(inbox / "review-done.xlsx")
+
+    run = make_run(api.job)
+    labeled = asyncio.run(label(api.job, run, clock=lambda: NOW))
+    chosen = pl.read_parquet(run.paths.chosen)
+    got = {r[0]: (r[1], r[2]) for r in chosen.select("log_id", "feedback", "score").rows()}
+    assert got == filled
+    assert labeled.csv["rows"] == 30 and labeled.csv["accepted"] == 20
+    assert labeled.csv["rejected_by_reason"] == {"no_label": 10}
