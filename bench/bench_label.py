@@ -1,21 +1,19 @@
-"""Label stage at scale: 1M logs × 20 rules plus a 100k-row analysts' CSV, against a Python loop.
+"""Label stage at scale: N logs × 20 rules plus an analysts' CSV, streamed against the stage it replaced.
 
-    .venv/bin/python bench/bench_label.py [--logs 1000000] [--csv-rows 100000] [--loop-fraction 0.1]
+    .venv/bin/python bench/bench_label.py [--logs 1000000] [--csv-rows 100000] [--baseline 096ff04]
+    .venv/bin/python bench/bench_label.py --logs 10000000 --csv-rows 1000000
 
-What is timed:
-  vectorised   the whole `pipeline.label.label` stage as a nightly run calls it: read the window's
-               Parquet, CSV inbox (read, validate, move, manifest, rejects file), 20 SQL rules,
-               choose by precedence, analysis, write labels/chosen/analysis.
-  loop         the same work written as a plain row-by-row Python script would: the 20 rules as
-               Python lambdas over dict rows, the CSV through csv.DictReader with dict lookups,
-               precedence and conflict counting in dicts. Run on a fraction of the data (default
-               10%) and scaled linearly to the full size — it says so in the output. Reading the
-               Parquet into dicts is NOT counted against the loop.
-  rules alone  the 20 rules only, vectorised (RulesLabeler on the frame in memory) vs the loop's
-               rule part: the compute both sides share, without files or analysis.
-Goal: vectorised ≤ 5 s for 1M logs and ≥ 50× the loop's rows/s. Peak RSS is the process's
-maximum resident set (ru_maxrss) of a fresh process that runs only the stage (the interpreter
-and polars included).
+What is measured, each in a fresh process so that its peak RSS (ru_maxrss, the interpreter and
+polars included) is its own: the whole `pipeline.label.label` stage as a nightly run calls it
+(read the window's Parquet partitions, CSV inbox: read, validate, move, manifest, rejects file;
+20 SQL rules; choose by precedence; analysis; write labels/chosen/analysis), once with this
+tree's code and once with the in-memory stage of commit `--baseline` (its `pipeline/` package
+taken out with `git archive` into a temporary folder and put first on PYTHONPATH; no worktree).
+Both read the same files and must give the same outputs: the bench compares their
+label_analysis.json (without run id and timings) and the chosen rows, and says so.
+The logs are written as Parquet partitions (1M rows a file) directly, vectorised; not timed.
+Goals (issue 11): 1M logs ≤ 500 MB; 10M logs × 20 rules + a 1M-row CSV ≤ 2 GB and ≤ 60 s.
+`--loop-fraction F` also times a row-by-row Python script on a fraction F of the data.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -45,6 +44,7 @@ from pipeline.schemas import LOG_SCHEMA
 from pipeline.state import store
 from pipeline.window import Window
 
+BASELINE = "096ff04"  # the last commit of the in-memory label stage
 DAY = date(2026, 11, 3)
 WINDOW = Window(datetime(2026, 11, 3, tzinfo=UTC), datetime(2026, 11, 4, tzinfo=UTC))
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "gemini-2.0-flash", "llama-3.1-8b"]
@@ -154,9 +154,15 @@ def py_rules() -> list[tuple[str, Any, Any, Any]]:
     ]
 
 
-def synthetic_logs(n: int) -> pl.DataFrame:
-    """n logs in one day, pseudo-random but deterministic, built with expressions (fast)."""
-    i = pl.int_range(n, dtype=pl.UInt64)
+def log_id(i: pl.Expr) -> pl.Expr:
+    """The id of synthetic log number `i` (a 26-character string, like a ULID)."""
+    return pl.format("01BENCH{}", i.cast(pl.String).str.zfill(19))
+
+
+def synthetic_logs(n: int, first: int = 0) -> pl.DataFrame:
+    """Logs number first..first+n-1 of one day, pseudo-random but deterministic, built with
+    expressions (fast), in LOG_SCHEMA (columns the generator does not set are null)."""
+    i = pl.int_range(first, first + n, dtype=pl.UInt64)
 
     def rnd(salt: int, mod: int) -> pl.Expr:
         return (i.hash(salt) % mod).cast(pl.Int64)
@@ -172,7 +178,7 @@ def synthetic_logs(n: int) -> pl.DataFrame:
     )
     start = int(WINDOW.start.timestamp() * 1000)
     frame = pl.select(
-        pl.format("01BENCH{}", i.cast(pl.String).str.zfill(19)).alias("id"),
+        log_id(i).alias("id"),
         (pl.lit(start) + rnd(2, 86_400_000)).cast(pl.Datetime("ms", "UTC")).alias("created_at"),
         rnd(3, 5).alias("m"),
         status.cast(pl.Int32).alias("status_code"),
@@ -192,7 +198,7 @@ def synthetic_logs(n: int) -> pl.DataFrame:
             pl.lit('"}'),
         ).alias("metadata"),
     )
-    return frame.select(
+    frame = frame.select(
         "id",
         "created_at",
         pl.lit(pl.Series(PROVIDERS)).gather(pl.col("m")).alias("provider"),
@@ -217,20 +223,32 @@ def synthetic_logs(n: int) -> pl.DataFrame:
         pl.lit(None, pl.String).alias("extra"),
         pl.lit(WINDOW.end).dt.cast_time_unit("ms").alias("extracted_at"),
     )
+    schema = pl.Schema(LOG_SCHEMA)
+    return frame.select(
+        pl.col(c) if c in frame.columns else pl.lit(None).alias(c) for c in schema.names()
+    ).cast(schema)
 
 
 WORDS = ["up", "down", "👍", "👎", "good", "bad", "1", "-1", "positive", "negative", "meh"]
 
 
-def synthetic_csv(ids: list[str], rows: int) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["log_id", "feedback", "score", "reason"])
-    for k in range(rows):
-        log_id = ids[(k * 7919) % len(ids)] if k % 50 else ""
-        score = "" if k % 3 else f"{(k * 37) % 110}%"
-        writer.writerow([log_id, WORDS[k % len(WORDS)] if k % 4 else "", score, f"row {k}"])
-    return buffer.getvalue()
+def synthetic_csv(logs: int, rows: int) -> str:
+    """An analysts' CSV of `rows` rows over logs 0..logs-1: every 50th row has no log id, every
+    4th no feedback, two in three no score; some words and scores are invalid."""
+    k = pl.int_range(rows, dtype=pl.Int64)
+    frame = pl.select(
+        pl.when(k % 50 != 0).then(log_id((k * 7919) % logs)).otherwise(pl.lit("")).alias("log_id"),
+        pl.when(k % 4 != 0)
+        .then(pl.lit(pl.Series(WORDS)).gather(k % len(WORDS)))
+        .otherwise(pl.lit(""))
+        .alias("feedback"),
+        pl.when(k % 3 == 0)
+        .then(pl.format("{}%", (k * 37) % 110))
+        .otherwise(pl.lit(""))
+        .alias("score"),
+        pl.format("row {}", k).alias("reason"),
+    )
+    return frame.write_csv()
 
 
 def write_job(tmp: Path) -> Path:
@@ -325,6 +343,72 @@ def run_stage(job_file: str, run_id: str) -> None:
     print(json.dumps({"seconds": seconds, "rss_mb": rss_mb, "result": result.to_json()}))
 
 
+def write_logs(folder: Path, logs: int, per_file: int = 1_000_000) -> None:
+    """The day's partition as the extract leaves it: Parquet files of `per_file` logs."""
+    part = store.partition_dir(folder, "bench", DAY)
+    for k, first in enumerate(range(0, logs, per_file)):
+        frame = synthetic_logs(min(per_file, logs - first), first)
+        store.write_parquet_atomic(frame.to_arrow().cast(LOG_SCHEMA), part / f"part-{k}.parquet")
+
+
+def baseline_package(commit: str, into: Path) -> Path:
+    """The `pipeline/` package of `commit`, extracted into `into` (no worktree is registered)."""
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", commit, "pipeline"], check=True, capture_output=True
+    ).stdout
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def stage_once(tmp: Path, csv_text: str, pythonpath: Path | None) -> tuple[dict[str, Any], Path]:
+    """A fresh inbox and run, the stage in its own process (with the baseline package first on
+    PYTHONPATH if given); returns its report line and the run folder."""
+    inbox = tmp / "inbox"
+    shutil.rmtree(inbox, ignore_errors=True)
+    inbox.mkdir()
+    (inbox / "x.csv").write_text(csv_text, encoding="utf-8")
+    run = store.create_run(tmp / "data", "bench", "bench", WINDOW)
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    child = subprocess.run(
+        [sys.executable, __file__, "--stage", str(tmp / "bench.toml"), run.run_id],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp,
+    )
+    return json.loads(child.stdout.strip().splitlines()[-1]), run.paths.root
+
+
+def same_outputs(a: Path, b: Path) -> bool:
+    """The two runs' analyses (without run id and timings) and chosen rows are equal."""
+
+    def analysis(root: Path) -> dict[str, Any]:
+        data = json.loads((root / "label_analysis.json").read_text(encoding="utf-8"))
+        data = {k: v for k, v in data.items() if k not in ("run_id", "csv")}
+        loaded: dict[str, Any] = json.loads(json.dumps(data).replace(root.name, "RUN"))
+        return loaded
+
+    if analysis(a) != analysis(b):
+        return False
+    # labeled_at is each run's clock: the rest of every chosen row must be equal.
+    chosen = [
+        pl.read_parquet(root / "chosen.parquet").drop("labeled_at").sort("log_id")
+        for root in (a, b)
+    ]
+    labels = [
+        pl.scan_parquet(root / "labels.parquet").select(pl.len(), pl.col("log_id").n_unique())
+        for root in (a, b)
+    ]
+    return chosen[0].equals(chosen[1]) and pl.collect_all(labels)[0].equals(
+        pl.collect_all(labels)[1]
+    )
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--stage":
         run_stage(sys.argv[2], sys.argv[3])
@@ -332,77 +416,76 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logs", type=int, default=1_000_000)
     parser.add_argument("--csv-rows", type=int, default=100_000)
-    parser.add_argument("--loop-fraction", type=float, default=0.1)
+    parser.add_argument("--baseline", default=BASELINE, help="commit of the in-memory stage")
+    parser.add_argument("--no-baseline", action="store_true", help="time this tree only")
+    parser.add_argument("--loop-fraction", type=float, default=0.0)
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-label-"))
     try:
         t = time.perf_counter()
-        logs = synthetic_logs(args.logs).cast(pl.Schema(LOG_SCHEMA))
-        part = store.partition_dir(tmp / "data", "bench", DAY) / "part-0.parquet"
-        store.write_parquet_atomic(logs.to_arrow().cast(LOG_SCHEMA), part)
-        ids = logs["id"].to_list()
-        csv_text = synthetic_csv(ids, args.csv_rows)
+        write_logs(tmp / "data", args.logs)
+        csv_text = synthetic_csv(args.logs, args.csv_rows)
         job = load_job(write_job(tmp), env={})
         print(
-            f"setup: {args.logs:,} logs, {len(RULES)} rules, {args.csv_rows:,}-row CSV "
-            f"({time.perf_counter() - t:.1f} s, not timed)"
+            f"setup: {args.logs:,} logs in {-(-args.logs // 1_000_000)} Parquet files, "
+            f"{len(RULES)} rules, {args.csv_rows:,}-row CSV ({time.perf_counter() - t:.1f} s, "
+            "not timed)"
         )
-
-        (tmp / "inbox").mkdir()
-        (tmp / "inbox" / "x.csv").write_text(csv_text, encoding="utf-8")
-        run = store.create_run(tmp / "data", job.name, "bench", WINDOW)
-        # The stage runs in a fresh process so that its peak RSS is its own, not the setup's.
-        child = subprocess.run(
-            [sys.executable, __file__, "--stage", str(tmp / "bench.toml"), run.run_id],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        stage = json.loads(child.stdout)
-        vec_s, rss_mb, result = stage["seconds"], stage["rss_mb"], stage["result"]
-        vec_rate = (args.logs + args.csv_rows) / vec_s
-
-        k = max(1, int(args.logs * args.loop_fraction))
-        rows = logs.head(k).to_dicts()  # not timed
-        sub_csv = synthetic_csv(ids[:k], max(1, int(args.csv_rows * args.loop_fraction)))
-        t = time.perf_counter()
-        loop = loop_label(rows, sub_csv)
-        loop_sub_s = time.perf_counter() - t
-        loop_s = loop_sub_s / args.loop_fraction
-        loop_rate = (args.logs + args.csv_rows) / loop_s
-
+        new, new_root = stage_once(tmp, csv_text, None)
+        result = new["result"]
         print(
-            f"vectorised label stage: {vec_s:.2f} s  ({vec_rate:,.0f} rows/s)  "
-            f"peak RSS {rss_mb:,.0f} MB (its own process)  -> {result['total']:,} labeled logs, "
-            f"{sum(result['by_source'].values()):,} label rows, {result['conflicts']:,} "
-            f"conflicts, csv {result['csv']['accepted']:,} accepted / "
+            f"streamed stage:  {new['seconds']:6.2f} s  peak RSS {new['rss_mb']:7,.0f} MB  -> "
+            f"{result['total']:,} labeled logs, {sum(result['by_source'].values()):,} label rows, "
+            f"{result['conflicts']:,} conflicts, csv {result['csv']['accepted']:,} accepted / "
             f"{result['csv']['rejected']:,} rejected"
         )
+        if not args.no_baseline:
+            package = baseline_package(args.baseline, tmp / "baseline")
+            old, old_root = stage_once(tmp, csv_text, package)
+            print(
+                f"in-memory stage: {old['seconds']:6.2f} s  peak RSS {old['rss_mb']:7,.0f} MB  "
+                f"(commit {args.baseline})"
+            )
+            print(
+                f"ratio streamed/in-memory: time {new['seconds'] / old['seconds']:.2f}x, "
+                f"peak RSS {new['rss_mb'] / old['rss_mb']:.2f}x; same outputs: "
+                f"{same_outputs(new_root, old_root)}"
+            )
+        goal_mb, goal_s = (500, None) if args.logs <= 1_000_000 else (2048, 60.0)
         print(
-            f"row-by-row Python loop: {loop_sub_s:.2f} s on {args.loop_fraction:.0%} of the data "
-            f"({k:,} logs) -> {loop_s:.1f} s scaled to the full size ({loop_rate:,.0f} rows/s); "
-            f"subset result: {loop['chosen']:,} labeled, {loop['conflicts']:,} conflicts"
+            f"goal: peak RSS <= {goal_mb:,} MB"
+            + (f" and <= {goal_s:.0f} s" if goal_s else "")
+            + f": {'met' if new['rss_mb'] <= goal_mb and (goal_s is None or new['seconds'] <= goal_s) else 'NOT met'}"
         )
-        rules_loop_s = loop["rules_seconds"] / args.loop_fraction
-        frame = pl.read_parquet(part)
-        timings = []
-        for _ in range(3):
-            t = time.perf_counter()
-            RulesLabeler(job.labels.rules).run(frame, LabelContext("bench", WINDOW.end))
-            timings.append(time.perf_counter() - t)
-        rules_vec_s = min(timings)
-        print(
-            f"rules alone (20 rules x {args.logs:,} logs): vectorised {rules_vec_s:.2f} s "
-            f"(best of 3), "
-            f"loop {rules_loop_s:.1f} s scaled -> {rules_loop_s / rules_vec_s:.0f}x"
-        )
-        print(
-            f"ratio: vectorised is {loop_s / vec_s:.0f}x the loop "
-            f"(goal >= 50x); {vec_s:.2f} s vs goal <= 5 s"
-        )
+        if args.loop_fraction > 0:
+            loop_compare(tmp, job, args, new["seconds"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def loop_compare(tmp: Path, job: Any, args: argparse.Namespace, stage_s: float) -> None:
+    """The row-by-row Python script on a fraction of the data, scaled linearly (it says so)."""
+    k = max(1, int(args.logs * args.loop_fraction))
+    rows = synthetic_logs(k).to_dicts()  # not timed
+    sub_csv = synthetic_csv(k, max(1, int(args.csv_rows * args.loop_fraction)))
+    t = time.perf_counter()
+    loop = loop_label(rows, sub_csv)
+    loop_sub_s = time.perf_counter() - t
+    loop_s = loop_sub_s / args.loop_fraction
+    print(
+        f"row-by-row Python loop: {loop_sub_s:.2f} s on {args.loop_fraction:.0%} of the data "
+        f"({k:,} logs) -> {loop_s:.1f} s scaled to the full size; the stage is "
+        f"{loop_s / stage_s:.0f}x faster; subset: {loop['chosen']:,} labeled"
+    )
+    frame = synthetic_logs(args.logs)
+    t = time.perf_counter()
+    RulesLabeler(job.labels.rules).run(frame, LabelContext("bench", WINDOW.end))
+    rules_s = time.perf_counter() - t
+    print(
+        f"rules alone (20 rules x {args.logs:,} logs in memory): {rules_s:.2f} s, loop "
+        f"{loop['rules_seconds'] / args.loop_fraction:.1f} s scaled"
+    )
 
 
 if __name__ == "__main__":

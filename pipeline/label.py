@@ -31,6 +31,7 @@ import io
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,14 @@ import pyarrow as pa
 from pipeline.config import JobConfig
 from pipeline.gateway.client import LogsClient
 from pipeline.labelers.base import (
+    ROW,
     Clock,
     LabelContext,
     Labeler,
-    LabelerOutput,
     empty_labels,
     utc_now,
 )
-from pipeline.labelers.combine import combine
+from pipeline.labelers.combine import combine, combine_streamed
 from pipeline.labelers.csv import CsvLabeler
 from pipeline.labelers.external import ExternalLabeler
 from pipeline.labelers.rules import RulesLabeler
@@ -149,21 +150,40 @@ async def label(
 ) -> LabelResult:
     """Label the run's window. Needs the extract (StageError otherwise). A failing external
     labeler is reported in `errors`; the other labelers' labels still count. `dry_run` reads the
-    CSV inbox without consuming it (files stay for the next real run)."""
+    CSV inbox without consuming it (files stay for the next real run).
+
+    The window's logs are never held in memory: they stream from the extract's Parquet files,
+    once for the rules' counts, once per output (labels, chosen, analysis); what is held grows
+    with the CSV and external labels (and, while the CSV labeler runs, the window's ids)."""
     now = (clock or utc_now)()
     started = time.monotonic()
-    logs = read_window_logs(job, run)
-    outputs: list[tuple[Labeler, LabelerOutput]] = []
-    for labeler in build_labelers(job, run, consume_inbox=not dry_run):
-        labeled = _labeled([o for _, o in outputs]) if labeler.kind == "external" else None
-        context = LabelContext(run.run_id, now, labeled, client)
-        outputs.append((labeler, await labeler.label(logs, context)))
-    frames = [o.labels for _, o in outputs]
-    labels = pl.concat(frames, how="diagonal") if frames else empty_labels()
+    window = scan_window(job, run)
+    labelers = build_labelers(job, run, consume_inbox=not dry_run)
+    rules = next((x for x in labelers if isinstance(x, RulesLabeler)), None)
+    stats = rules.stats(window) if rules is not None else {}
+    size = _count(window)
+    accounts: dict[str, dict[str, Any]] = {}
+    frames: list[pl.DataFrame] = []  # labels held in memory (csv, external), in labeler order
+    rule_labels: pl.LazyFrame | None = None
+    for labeler in labelers:
+        if isinstance(labeler, RulesLabeler):
+            accounts["rules"] = labeler.accounting(stats)
+            rule_labels = labeler.labels(window, now, stats)
+            frames.append(empty_labels())  # where the rules' rows go in labels.parquet
+            continue
+        if isinstance(labeler, ExternalLabeler):
+            context = LabelContext(run.run_id, now, _labeled(frames, rules, stats, now), client)
+            output = await labeler.label(window, context)
+        else:  # the CSV labeler needs only the window's ids (their position is `_row`)
+            ids = window.select("id").collect(engine="streaming")
+            output = await labeler.label(ids, LabelContext(run.run_id, now, None, client))
+            del ids
+        accounts[labeler.kind] = output.accounting
+        frames.append(output.labels)
+    held = pl.concat(frames, how="diagonal") if frames else empty_labels()
+    computed = rules.computed(now, stats) if rules is not None else []
     rule_order = [r.name for r in job.labels.rules]
-    combined = combine(labels, logs["id"], job.load.precedence, rule_order)
-    chosen = combined.chosen()
-    accounts = {labeler.kind: output.accounting for labeler, output in outputs}
+    combined = combine_streamed(held, window, size, job.load.precedence, rule_order, computed)
     analysis = combined.analysis()
     csv_acct = accounts.get("csv", {})
     analysis.update(
@@ -174,23 +194,28 @@ async def label(
         rules=accounts.get("rules", {}).get("rules", {}),
         external=accounts.get("external"),
     )
-    store.write_parquet_atomic(_arrow(labels, LABEL_SCHEMA), run.paths.labels)
-    store.write_parquet_atomic(_arrow(chosen, CHOSEN_SCHEMA), run.paths.chosen)
+    pieces = [f.lazy() for f in frames]
+    if rule_labels is not None:
+        pieces[[isinstance(x, RulesLabeler) for x in labelers].index(True)] = rule_labels
+    labels = pl.concat([p.select(LABEL_SCHEMA.names) for p in pieces]) if pieces else None
+    _sink(labels if labels is not None else empty_labels().lazy(), LABEL_SCHEMA, run.paths.labels)
+    _sink(combined.chosen(), CHOSEN_SCHEMA, run.paths.chosen)
     store.write_json_atomic(analysis, run.paths.label_analysis)
     store.write_json_atomic(
         capture_rejects(csv_acct, job.labels.csv.inbox), run.paths.root / REJECTS_FILE
     )
     external = accounts.get("external")
     errors = (external["error"],) if external and external.get("error") else ()
+    kinds = analysis["kinds"]
     result = LabelResult(
         run_id=run.run_id,
-        window_logs=logs.height,
-        total=chosen.height,
-        in_window=int(chosen["in_window"].sum()),
-        outside_window=int((~chosen["in_window"]).sum()),
+        window_logs=size,
+        total=int(analysis["chosen"]),
+        in_window=int(analysis["chosen_in_window"]),
+        outside_window=int(analysis["chosen"] - analysis["chosen_in_window"]),
         conflicts=int(analysis["conflicts"]),
         by_source={k: v["labels"] for k, v in analysis["sources"].items()},
-        chosen_by_kind=dict(sorted(chosen["kind"].value_counts().iter_rows())),
+        chosen_by_kind={k: kinds[k]["chosen"] for k in sorted(kinds) if kinds[k]["chosen"]},
         csv={
             **{k: v for k, v in csv_acct.items() if k != "by_file"},
             "not_read": [
@@ -212,6 +237,16 @@ async def label(
     )
     store.write_json_atomic(result.to_json(), run.paths.stage_result("label"))
     return result
+
+
+def _count(window: pl.LazyFrame) -> int:
+    return int(window.select(pl.len()).collect(engine="streaming").item())
+
+
+def _sink(frame: pl.LazyFrame, schema: pa.Schema, path: Path) -> int:
+    """Stream a query into a Parquet file of `schema`, batch by batch (scrubbed, atomic)."""
+    batches = frame.select(schema.names).collect_batches(engine="streaming")
+    return store.write_parquet_stream_atomic((b.to_arrow() for b in batches), schema, path)
 
 
 def capture_rejects(csv_acct: Mapping[str, Any], inbox: Path) -> dict[str, Any]:
@@ -248,10 +283,19 @@ def capture_rejects(csv_acct: Mapping[str, Any], inbox: Path) -> dict[str, Any]:
     return {"version": 1, "files": files, "rows": rows, "rows_total": total}
 
 
-def _labeled(outputs: list[LabelerOutput]) -> pl.Series:
-    """Ids of the logs that earlier labelers labeled (in the window or not)."""
-    ids = [pl.Series("log_id", [], dtype=pl.String), *(o.labels["log_id"] for o in outputs)]
-    return pl.concat(ids).unique()
+def _labeled(
+    frames: list[pl.DataFrame],
+    rules: RulesLabeler | None,
+    stats: dict[str, dict[str, int]],
+    now: datetime,
+) -> pl.Expr:
+    """True for the logs that earlier labelers labeled: the ids of the labels held (CSV), or a
+    rule labels the log (evaluated on the log's columns as they stream)."""
+    ids = pl.concat([pl.Series("log_id", [], dtype=pl.String), *(f["log_id"] for f in frames)])
+    done = pl.col("id").is_in(ids.unique().implode())
+    for c in rules.computed(now, stats) if rules is not None else []:
+        done = done | c.labeled
+    return done
 
 
 def build_labelers(job: JobConfig, run: RunInfo, *, consume_inbox: bool = True) -> list[Labeler]:
@@ -277,21 +321,27 @@ def build_labelers(job: JobConfig, run: RunInfo, *, consume_inbox: bool = True) 
     return labelers
 
 
-def read_window_logs(job: JobConfig, run: RunInfo) -> pl.DataFrame:
-    """The run window's extracted logs (LOG_SCHEMA). StageError if the window was never extracted."""
+def scan_window(job: JobConfig, run: RunInfo) -> pl.LazyFrame:
+    """The run window's extracted logs (LOG_SCHEMA) as a lazy scan, numbered `_row` in scan
+    order. StageError if the window was never extracted."""
     files = store.log_files(job.store.data_dir, run.gateway_id, run.window.days())
     if not files:
         store.require(run.paths.stage_result("extract"), "extract", run.run_id)
-        return pl.DataFrame(schema=LOG_POLARS_SCHEMA)
+        return pl.LazyFrame(schema=LOG_POLARS_SCHEMA).with_row_index(ROW)
     return (
         pl.scan_parquet(files)
         .select(LOG_POLARS_SCHEMA.names())
         .filter(
             (pl.col("created_at") >= run.window.start) & (pl.col("created_at") < run.window.end)
         )
-        .collect()
         .cast(LOG_POLARS_SCHEMA)
+        .with_row_index(ROW)
     )
+
+
+def read_window_logs(job: JobConfig, run: RunInfo) -> pl.DataFrame:
+    """The run window's extracted logs (LOG_SCHEMA), in memory (for tools and tests)."""
+    return scan_window(job, run).drop(ROW).collect()
 
 
 def choose(
@@ -301,11 +351,7 @@ def choose(
     window_ids: pl.Series,
 ) -> pl.DataFrame:
     """One row per log: the highest-precedence source's label (CHOSEN_SCHEMA columns)."""
-    return combine(labels, window_ids, precedence, rule_order).chosen()
-
-
-def _arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
-    return frame.select(schema.names).to_arrow().cast(schema)
+    return combine(labels, window_ids, precedence, rule_order).chosen().collect()
 
 
 __all__ = [
@@ -317,4 +363,5 @@ __all__ = [
     "choose",
     "label",
     "read_window_logs",
+    "scan_window",
 ]

@@ -4,6 +4,10 @@ A labeler reads the run window's logs (a polars frame with LOG_SCHEMA) and retur
 LABEL_SCHEMA frame — one row per log it has an opinion on, `source` = ``<kind>:<name>`` — plus its own
 accounting (rows read, accepted, rejected by reason...). Labelers never talk to each other: the label
 stage runs them in order (csv, rules, external) and combines their outputs by precedence.
+
+The stage streams the window's Parquet rather than hold every log: the CSV labeler is given only the
+window's `id` column (for `_row`), the rules become expressions the stage evaluates as the logs stream
+by (`RulesLabeler.computed`), and the external labeler reads a lazy scan (`pl.LazyFrame`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import polars as pl
 
@@ -35,7 +39,9 @@ class LabelContext:
 
     run_id: str
     now: datetime
-    labeled: pl.Series | None = None  # log ids that earlier labelers in this run labeled
+    # What earlier labelers in this run labeled: their log ids, or (the streamed stage) a boolean
+    # expression over the log columns that is true for those logs.
+    labeled: pl.Series | pl.Expr | None = None
     client: LogsClient | None = None
 
 
@@ -61,17 +67,25 @@ def empty_labels() -> pl.DataFrame:
     return pl.DataFrame(schema=LABEL_POLARS_SCHEMA)
 
 
-def to_label_frame(frame: pl.DataFrame, now: datetime) -> pl.DataFrame:
+def labeled_at_expr(now: datetime) -> pl.Expr:
+    """`now` as the labels' `labeled_at` (UTC, milliseconds)."""
+    return pl.lit(now).dt.cast_time_unit("ms").dt.convert_time_zone("UTC")
+
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def to_label_frame(frame: Frame, now: datetime) -> Frame:
     """Columns log_id, feedback, score, source, reason (and `_row`, if there) -> a LABEL_SCHEMA
-    frame (plus `_row`)."""
-    row = [pl.col(ROW).cast(pl.UInt32)] if ROW in frame.columns else []
+    frame (plus `_row`); lazy in, lazy out."""
+    row = [pl.col(ROW).cast(pl.UInt32)] if ROW in frame.collect_schema().names() else []
     return frame.select(
         canonical_id_expr(pl.col("log_id").cast(pl.String)).alias("log_id"),
         pl.col("feedback").cast(pl.Int8),
         pl.col("score").cast(pl.Float64),
         pl.col("source").cast(pl.String),
         pl.col("reason").cast(pl.String),
-        pl.lit(now).dt.cast_time_unit("ms").dt.convert_time_zone("UTC").alias("labeled_at"),
+        labeled_at_expr(now).alias("labeled_at"),
         *row,
     ).cast(LABEL_POLARS_SCHEMA)
 

@@ -5,24 +5,44 @@ whole from the source whose kind ranks first in ``precedence``; among rules the 
 in the job file wins; several CSV sources (or external ones) rank by name. Kinds left out of
 ``precedence`` are analysed but never chosen.
 
-Everything here is vectorised and avoids hashing log ids: each log gets a row number (the window's
-logs first, then logs outside the window), each source's labels are scattered into per-source
-columns of one wide frame (`h<i>` labeled?, `f<i>` feedback, `s<i>` score), and the choice, the
-overlaps, the conflicts and the pairwise agreement are row-wise expressions and column sums.
+Everything here is one lazy, streamable query per output, and its memory grows with the labels
+held as frames, not with the logs: each log is one row of a wide frame (the window's logs first,
+numbered `_row` as scanned, then the logs outside the window that labels name), with per-source
+columns `h<i>` labeled?, `f<i>` feedback, `s<i>` score. A source is either *computed* — its
+columns are expressions over the log columns (a rule), evaluated as the window's Parquet streams
+by — or a *frame* of labels (CSV, external: as many rows as labels), joined on `_row`. The choice,
+the overlaps, the conflicts and the pairwise agreement are row-wise expressions and column sums
+that the streaming engine evaluates batch by batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import polars as pl
 
-from pipeline.labelers.base import ROW
+from pipeline.ids import canonical_id_expr
+from pipeline.labelers.base import ROW, labeled_at_expr
 
 KIND_PREFIX = {"csv": "csv", "rule": "rules", "external": "external"}
 KINDS = ("csv", "external", "rules")
+CHOSEN_COLUMNS = pl.Schema(
+    {
+        "log_id": pl.String(),
+        "feedback": pl.Int8(),
+        "score": pl.Float64(),
+        "source": pl.String(),
+        "kind": pl.String(),
+        "reason": pl.String(),
+        "labeled_at": pl.Datetime("ms", "UTC"),
+        "in_window": pl.Boolean(),
+        "sources": pl.Int32(),
+        "disagree": pl.Boolean(),
+    }
+)
 
 
 def kind_of(source: str) -> str:
@@ -46,126 +66,162 @@ def order_sources(
     return sorted(set(sources), key=key)
 
 
-def _rows(labels: pl.DataFrame, window_ids: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
-    """Labels with `_row` filled in, and the log ids by row (window first, then the others)."""
-    n = window_ids.len()
+@dataclass(frozen=True)
+class Computed:
+    """A source whose labels are expressions over the log columns (a rule): `labeled` is true,
+    never null, where it labels the log; `feedback`/`score` hold its values there (null where it
+    gives none). `has_feedback`/`has_score`: some label has one (else no pair sums for it)."""
+
+    source: str
+    labeled: pl.Expr
+    feedback: pl.Expr
+    score: pl.Expr
+    reason: str
+    labeled_at: datetime
+    has_feedback: bool = True
+    has_score: bool = True
+
+
+def _resolve_rows(
+    labels: pl.DataFrame, window: pl.LazyFrame, size: int
+) -> tuple[pl.DataFrame, int]:
+    """Labels with `_row` filled in: a label without one is looked up among the window's ids
+    (one streamed semi-join against the labels' few ids); the rest, logs outside the window, are
+    numbered from `size` on in id order. Returns the labels and how many logs are outside."""
     if ROW not in labels.columns:
         labels = labels.with_columns(pl.lit(None, pl.UInt32).alias(ROW))
     missing = labels.filter(pl.col(ROW).is_null())
     if missing.height == 0:
-        return labels, window_ids.alias("log_id")
-    index = pl.DataFrame({"log_id": window_ids, "_r": pl.int_range(n, dtype=pl.UInt32, eager=True)})
-    keys = missing.select("log_id").unique().join(index, on="log_id", how="left")
-    outside = keys.filter(pl.col("_r").is_null()).sort("log_id")
-    outside = outside.with_columns((pl.int_range(pl.len(), dtype=pl.UInt32) + n).alias("_r"))
-    mapping = pl.concat([keys.filter(pl.col("_r").is_not_null()), outside])
+        return labels, 0
+    keys = missing.select("log_id").unique()
+    found = (
+        window.select(pl.col("id").alias("log_id"), pl.col(ROW).alias("_r"))
+        .join(keys.lazy(), on="log_id", how="semi")
+        .collect(engine="streaming")
+    )
+    outside = keys.join(found, on="log_id", how="anti").sort("log_id")
+    outside = outside.with_columns((pl.int_range(pl.len(), dtype=pl.UInt32) + size).alias("_r"))
+    mapping = pl.concat([found, outside])
     resolved = (
         missing.drop(ROW)
         .join(mapping, on="log_id", how="left")
         .rename({"_r": ROW})
         .select(labels.columns)
     )
-    ids = pl.concat([window_ids.alias("log_id"), outside["log_id"]])
-    return pl.concat([labels.filter(pl.col(ROW).is_not_null()), resolved]), ids
+    return pl.concat([labels.filter(pl.col(ROW).is_not_null()), resolved]), outside.height
 
 
 @dataclass(frozen=True)
 class Combined:
-    ids: pl.Series  # log id by row: the window's logs first
-    window: int  # how many of `ids` are the window's logs
+    window: int  # how many of the rows are the window's logs (rows 0..window-1)
     sources: list[str]  # every source, in choice order; the first `eligible` may be chosen
     eligible: int
-    parts: dict[str, pl.DataFrame]  # per source: its labels, with `_row`
-    wide: pl.DataFrame  # per row: h<i>, f<i>, s<i> per source; n, pos, neg; win (source index)
+    wide: pl.LazyFrame  # per row: log_id, _row; h<i>, f<i>, s<i> per source; n, pos, neg; win
+    reason: list[pl.Expr]  # per source: the reason of its label on the row
+    labeled_at: list[pl.Expr]
+    has_feedback: list[bool]
+    has_score: list[bool]
 
-    def chosen(self) -> pl.DataFrame:
-        """One row per log with a label from an eligible source (CHOSEN_SCHEMA columns)."""
-        win, n = self.wide["win"], self.wide["n"]
-        disagree = (self.wide["pos"] > 0) & (self.wide["neg"] > 0)
-        frames = []
-        for i, source in enumerate(self.sources[: self.eligible]):
-            part = self.parts[source]
-            won = win.gather(part[ROW]) == i
-            part = part.filter(won)
-            frames.append(
-                part.with_columns(
-                    pl.lit(kind_of(source)).alias("kind"),
-                    (pl.col(ROW) < self.window).alias("in_window"),
-                    n.gather(part[ROW]).cast(pl.Int32).alias("sources"),
-                    disagree.gather(part[ROW]).alias("disagree"),
-                )
+    def chosen(self) -> pl.LazyFrame:
+        """One row per log with a label from an eligible source (CHOSEN_SCHEMA columns), by
+        log id."""
+        if not self.eligible:
+            return pl.LazyFrame(schema=CHOSEN_COLUMNS)
+        win = pl.col("win")
+        picks = range(self.eligible)
+
+        def pick(value: Callable[[int], pl.Expr]) -> pl.Expr:
+            return pl.coalesce([pl.when(win == i).then(value(i)) for i in picks])
+
+        names = self.sources[: self.eligible]
+        return (
+            self.wide.filter(win.is_not_null())
+            .select(
+                pl.col("log_id"),
+                pick(lambda i: pl.col(f"f{i}")).cast(pl.Int8).alias("feedback"),
+                pick(lambda i: pl.col(f"s{i}")).cast(pl.Float64).alias("score"),
+                win.replace_strict(list(picks), names, return_dtype=pl.String).alias("source"),
+                win.replace_strict(
+                    list(picks), [kind_of(s) for s in names], return_dtype=pl.String
+                ).alias("kind"),
+                pick(lambda i: self.reason[i]).cast(pl.String).alias("reason"),
+                pick(lambda i: self.labeled_at[i]).alias("labeled_at"),
+                (pl.col(ROW) < self.window).alias("in_window"),
+                pl.col("n").cast(pl.Int32).alias("sources"),
+                ((pl.col("pos") > 0) & (pl.col("neg") > 0)).alias("disagree"),
             )
-        columns = [
-            "log_id",
-            "feedback",
-            "score",
-            "source",
-            "kind",
-            "reason",
-            "labeled_at",
-            "in_window",
-            "sources",
-            "disagree",
-        ]
-        if not frames:
-            return pl.DataFrame(
-                schema={
-                    "log_id": pl.String,
-                    "feedback": pl.Int8,
-                    "score": pl.Float64,
-                    "source": pl.String,
-                    "kind": pl.String,
-                    "reason": pl.String,
-                    "labeled_at": pl.Datetime("ms", "UTC"),
-                    "in_window": pl.Boolean,
-                    "sources": pl.Int32,
-                    "disagree": pl.Boolean,
-                }
-            )
-        return pl.concat([f.select(columns) for f in frames]).sort("log_id")
+            .sort("log_id")
+            .cast(CHOSEN_COLUMNS)
+        )
 
     def analysis(self) -> dict[str, Any]:
         """Per source and per kind: labels, coverage, polarity, overlaps, conflicts, chosen; and
-        agreement for every pair of sources (and of kinds) that labeled a common log."""
-        kinds = self._kind_frame()
-        present = [k for k in KINDS if any(kind_of(s) == k for s in self.sources)]
-        wide = self.wide
+        agreement for every pair of sources (and of kinds) that labeled a common log. One pass."""
+        kind_cols, present, kind_flags = self._kind_columns()
+        names = [str(i) for i in range(len(self.sources))]
+        won_source = lambda key: (pl.col("win") == int(key)).fill_null(False)  # noqa: E731
+        won_kind = lambda key: pl.col(f"c{key}")  # noqa: E731
+        in_window = pl.col(ROW) < self.window
+        exprs = [
+            pl.len().alias("rows"),
+            (pl.col("n") > 0).sum().alias("labeled_logs"),
+            pl.col("win").is_not_null().sum().alias("chosen"),
+            (pl.col("win").is_not_null() & in_window).sum().alias("chosen_in_window"),
+            ((pl.col("pos") > 0) & (pl.col("neg") > 0)).sum().alias("conflicts"),
+            (pl.col("n") > 1).sum().alias("overlapping_logs"),
+            *_table_exprs(names, ("n", "pos", "neg"), won_source, in_window),
+            *_table_exprs(present, ("kn", "kpos", "kneg"), won_kind, in_window),
+            *_pair_exprs(names, self.has_feedback, self.has_score),
+            *_pair_exprs(present, *kind_flags),
+        ]
+        sums = (
+            self.wide.with_columns(kind_cols)
+            .with_columns(_per_log(present, ("kn", "kpos", "kneg")))
+            .select(exprs)
+            .collect(engine="streaming")
+            .row(0, named=True)
+        )
         return {
             "window_logs": self.window,
-            "labeled_logs": int((wide["n"] > 0).sum()),
-            "chosen": int(wide["win"].is_not_null().sum()),
-            "chosen_in_window": int(wide["win"].head(self.window).is_not_null().sum()),
-            "conflicts": int(((wide["pos"] > 0) & (wide["neg"] > 0)).sum()),
-            "overlapping_logs": int((wide["n"] > 1).sum()),
-            "sources": _table(wide, self.sources, self.window, chosen=True),
-            "kinds": _table(kinds, present, self.window, chosen=True),
+            **{
+                k: int(sums[k] or 0)
+                for k in (
+                    "labeled_logs",
+                    "chosen",
+                    "chosen_in_window",
+                    "conflicts",
+                    "overlapping_logs",
+                )
+            },
+            "sources": _table_rows(sums, self.sources, names, self.window),
+            "kinds": _table_rows(sums, present, present, self.window),
             "agreement": {
-                "kinds": _pairs(kinds, present),
-                "sources": _pairs(wide, self.sources),
+                "kinds": _pair_rows(sums, present, present),
+                "sources": _pair_rows(sums, self.sources, names),
             },
         }
 
-    def _kind_frame(self) -> pl.DataFrame:
+    def _kind_columns(self) -> tuple[list[pl.Expr], list[str], tuple[list[bool], list[bool]]]:
         """Per kind, the label that wins within the kind, as h/f/s columns named by kind, plus
-        n/pos/neg over kinds and `c<kind>` = this kind's source won the choice."""
-        firsts: list[pl.Expr] = []
+        `c<kind>` = this kind's source won the choice; the kinds present; their has-flags."""
         cols: list[pl.Expr] = []
+        present: list[str] = []
+        has_f: list[bool] = []
+        has_s: list[bool] = []
         for kind in KINDS:
             members = [i for i, s in enumerate(self.sources) if kind_of(s) == kind]
             if not members:
                 continue
+            present.append(kind)
+            has_f.append(any(self.has_feedback[i] for i in members))
+            has_s.append(any(self.has_score[i] for i in members))
             won = pl.col("win").is_in(members).fill_null(False).alias(f"c{kind}")
             if len(members) == 1:
                 (i,) = members
                 cols += [pl.col(f"{c}{i}").alias(f"{c}{kind}") for c in "hfs"]
                 cols.append(won)
                 continue
-            first = pl.col(f"first_{kind}")
-            firsts.append(
-                pl.coalesce([pl.when(pl.col(f"h{i}")).then(pl.lit(i)) for i in members]).alias(
-                    first.meta.output_name()
-                )
-            )
+            first = pl.coalesce([pl.when(pl.col(f"h{i}")).then(pl.lit(i)) for i in members])
             f: Any = pl
             s: Any = pl
             for i in members:
@@ -177,18 +233,19 @@ class Combined:
                 s.otherwise(None).cast(pl.Float64).alias(f"s{kind}"),
                 won,
             ]
-        frame = self.wide.with_columns(firsts).select(cols)
-        present = [k for k in KINDS if f"h{k}" in frame.columns]
-        return frame.with_columns(_per_log(present))
+        return cols, present, (has_f, has_s)
 
 
-def _per_log(keys: Sequence[str | int]) -> list[pl.Expr]:
+def _per_log(
+    keys: Sequence[str | int], names: tuple[str, str, str] = ("n", "pos", "neg")
+) -> list[pl.Expr]:
+    n, pos, neg = names
     if not keys:
-        return [pl.lit(0).alias(c) for c in ("n", "pos", "neg")]
+        return [pl.lit(0).alias(c) for c in names]
     return [
-        pl.sum_horizontal([pl.col(f"h{k}").cast(pl.UInt8) for k in keys]).alias("n"),
-        pl.sum_horizontal([(pl.col(f"f{k}") == 1).fill_null(False) for k in keys]).alias("pos"),
-        pl.sum_horizontal([(pl.col(f"f{k}") == -1).fill_null(False) for k in keys]).alias("neg"),
+        pl.sum_horizontal([pl.col(f"h{k}").cast(pl.UInt8) for k in keys]).alias(n),
+        pl.sum_horizontal([(pl.col(f"f{k}") == 1).fill_null(False) for k in keys]).alias(pos),
+        pl.sum_horizontal([(pl.col(f"f{k}") == -1).fill_null(False) for k in keys]).alias(neg),
     ]
 
 
@@ -198,132 +255,207 @@ def combine(
     precedence: Sequence[str],
     rule_order: Sequence[str],
 ) -> Combined:
-    """Lay labels (LABEL_SCHEMA, optionally with `_row`) out per log and choose."""
-    labels, ids = _rows(labels, window_ids)
-    sources = order_sources(labels["source"].unique().to_list(), precedence, rule_order)
+    """Lay labels (LABEL_SCHEMA, optionally with `_row`) out per log, the window being
+    `window_ids` (in memory: for tools and tests; the stage uses `combine_streamed`)."""
+    window = pl.DataFrame(
+        {"id": window_ids, ROW: pl.int_range(window_ids.len(), dtype=pl.UInt32, eager=True)}
+    ).lazy()
+    return combine_streamed(labels, window, window_ids.len(), precedence, rule_order)
+
+
+def combine_streamed(
+    labels: pl.DataFrame,
+    window: pl.LazyFrame,
+    size: int,
+    precedence: Sequence[str],
+    rule_order: Sequence[str],
+    computed: Sequence[Computed] = (),
+) -> Combined:
+    """The wide frame over `window` (a lazy scan of the window's logs with `_row`, `size` rows)
+    for the frame `labels` (LABEL_SCHEMA, optionally with `_row`) and the `computed` sources."""
+    labels, _ = _resolve_rows(labels, window, size)
+    by_name = {c.source: c for c in computed}
+    sources = order_sources(
+        [*labels["source"].unique().to_list(), *by_name], precedence, rule_order
+    )
     eligible = sum(kind_of(s) in precedence for s in sources)
     parts = (
         {str(k[0]): v for k, v in labels.partition_by("source", as_dict=True).items()}
         if labels.height
         else {}
     )
-    size = ids.len()
-    columns: list[pl.Series] = []
+    pivot: list[pl.DataFrame] = []
+    window_cols: list[pl.Expr] = []
+    reason: list[pl.Expr] = []
+    labeled_at: list[pl.Expr] = []
+    has_f: list[bool] = []
+    has_s: list[bool] = []
     for i, source in enumerate(sources):
+        if source in by_name:
+            c = by_name[source]
+            window_cols += [
+                c.labeled.alias(f"h{i}"),
+                c.feedback.cast(pl.Int8).alias(f"f{i}"),
+                c.score.cast(pl.Float64).alias(f"s{i}"),
+            ]
+            reason.append(pl.lit(c.reason, pl.String))
+            labeled_at.append(labeled_at_expr(c.labeled_at))
+            has_f.append(c.has_feedback)
+            has_s.append(c.has_score)
+            continue
         part = parts[source]
-        rows = part[ROW]
-        columns.append(pl.zeros(size, pl.Boolean, eager=True).scatter(rows, True).alias(f"h{i}"))
-        for name, column, dtype in (("f", "feedback", pl.Int8), ("s", "score", pl.Float64)):
-            empty = pl.repeat(None, size, dtype=dtype, eager=True).alias(f"{name}{i}")
-            values = part[column]
-            columns.append(
-                empty.scatter(rows, values) if values.null_count() < len(values) else empty
+        pivot.append(
+            part.select(
+                pl.col(ROW),
+                pl.col("log_id").alias("_id"),
+                pl.lit(True).alias(f"h{i}"),
+                pl.col("feedback").alias(f"f{i}"),
+                pl.col("score").alias(f"s{i}"),
+                pl.col("reason").alias(f"r{i}"),
+                pl.col("labeled_at").alias(f"t{i}"),
             )
-    if not columns:  # a frame of `size` rows needs a column
-        columns.append(pl.zeros(size, pl.Boolean, eager=True).alias("_empty"))
-    wide = pl.DataFrame(columns)
+        )
+        reason.append(pl.col(f"r{i}"))
+        labeled_at.append(pl.col(f"t{i}"))
+        has_f.append(part["feedback"].null_count() < part.height)
+        has_s.append(part["score"].null_count() < part.height)
+    h_cols = [f"h{i}" for i in range(len(sources))]
+    if pivot:
+        framed = pl.concat(pivot, how="diagonal").group_by(ROW).agg(pl.all().drop_nulls().first())
+    else:
+        framed = pl.DataFrame(schema={ROW: pl.UInt32, "_id": pl.String})
+    inside = framed.filter(pl.col(ROW) < size)
+    outside = framed.filter(pl.col(ROW) >= size).lazy()
+    rows = window.select(pl.col(ROW), pl.col("id"), *window_cols).join(
+        inside.lazy(), on=ROW, how="left"
+    )
+    wide = (
+        pl.concat([rows, outside], how="diagonal_relaxed")
+        .with_columns(
+            pl.coalesce(pl.col("_id"), canonical_id_expr(pl.col("id"))).alias("log_id"),
+            *[pl.col(h).fill_null(False) for h in h_cols],
+        )
+        .drop("_id", "id")
+    )
     win = (
         pl.coalesce([pl.when(pl.col(f"h{i}")).then(pl.lit(i, pl.Int32)) for i in range(eligible)])
         if eligible
         else pl.lit(None, pl.Int32)
     )
     wide = wide.with_columns(*_per_log(list(range(len(sources)))), win.alias("win"))
-    return Combined(ids, window_ids.len(), sources, eligible, parts, wide)
+    return Combined(size, sources, eligible, wide, reason, labeled_at, has_f, has_s)
 
 
-def _table(
-    wide: pl.DataFrame, keys: Sequence[str], window: int, *, chosen: bool
-) -> dict[str, dict[str, Any]]:
-    """The per-source (or per-kind) table. `keys` name the sources; their columns are
-    h/f/s<index> for sources (index = position in keys) or h/f/s<kind> for kinds."""
-    if not keys:
-        return {}
-    names = [k if f"h{k}" in wide.columns else str(i) for i, k in enumerate(keys)]
-    in_window = pl.int_range(pl.len()) < window
+def _table_exprs(
+    names: Sequence[str],
+    per_log: tuple[str, str, str],
+    won: Callable[[str], pl.Expr],
+    in_window: pl.Expr,
+) -> list[pl.Expr]:
+    """The sums behind the per-source (or per-kind) table; columns h/f/s<name>."""
+    n, pos, neg = (pl.col(c) for c in per_log)
     exprs: list[pl.Expr] = []
     for key in names:
         h, f, s = pl.col(f"h{key}"), pl.col(f"f{key}"), pl.col(f"s{key}")
-        won = (
-            pl.col(f"c{key}")
-            if f"c{key}" in wide.columns
-            else (pl.col("win") == int(key)).fill_null(False)
-        )
-        conflict = ((f == 1) & (pl.col("neg") > 0)) | ((f == -1) & (pl.col("pos") > 0))
+        conflict = ((f == 1) & (neg > 0)) | ((f == -1) & (pos > 0))
         exprs += [
             h.sum().alias(f"{key}|labels"),
             (h & in_window).sum().alias(f"{key}|in_window"),
             (f == 1).sum().alias(f"{key}|positive"),
             (f == -1).sum().alias(f"{key}|negative"),
             s.is_not_null().sum().alias(f"{key}|with_score"),
-            (h & (pl.col("n") > 1)).sum().alias(f"{key}|overlaps"),
+            (h & (n > 1)).sum().alias(f"{key}|overlaps"),
             conflict.fill_null(False).sum().alias(f"{key}|conflicts"),
-            won.sum().alias(f"{key}|chosen"),
+            won(key).sum().alias(f"{key}|chosen"),
         ]
-    sums = wide.select(exprs).row(0, named=True)
+    return exprs
+
+
+TABLE_KEYS = (
+    "labels", "in_window", "positive", "negative", "with_score", "overlaps", "conflicts", "chosen"
+)  # fmt: skip
+
+
+def _table_rows(
+    sums: dict[str, Any], keys: Sequence[str], names: Sequence[str], window: int
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for label, key in zip(keys, names, strict=True):
-        row: dict[str, Any] = {
-            k.split("|")[1]: int(v or 0) for k, v in sums.items() if k.split("|")[0] == key
-        }
+        row: dict[str, Any] = {k: int(sums[f"{key}|{k}"] or 0) for k in TABLE_KEYS}
         labels = max(row["labels"], 1)
         row["outside_window"] = row["labels"] - row["in_window"]
         row["coverage"] = round(row["in_window"] / max(window, 1), 6)
         row["overlap_rate"] = round(row["overlaps"] / labels, 6)
         row["conflict_rate"] = round(row["conflicts"] / labels, 6)
-        if not chosen:
-            row.pop("chosen")
         out[label] = row
     return dict(sorted(out.items()))
 
 
-def _pairs(wide: pl.DataFrame, keys: Sequence[str]) -> list[dict[str, Any]]:
-    """For each pair of sources (or kinds) that labeled a common log: how often they agree."""
-    names = [k if f"h{k}" in wide.columns else str(i) for i, k in enumerate(keys)]
+def _pair_exprs(
+    names: Sequence[str], has_f: Sequence[bool], has_s: Sequence[bool]
+) -> list[pl.Expr]:
+    """The sums behind the agreement of each pair; a side that never gives a feedback (or a
+    score) needs no feedback (score) sums."""
     exprs: list[pl.Expr] = []
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    if not pairs or wide.is_empty():
-        return []  # a quiet night: no two sources labeled anything in common
-    # Columns that are all null (a rule that gives no score) need no pair sums at all.
-    counts = wide.select(
-        *[pl.col(f"f{k}").is_not_null().any().alias(f"f{k}") for k in names],
-        *[pl.col(f"s{k}").is_not_null().any().alias(f"s{k}") for k in names],
-    ).row(0, named=True)
-    for a, b in pairs:
-        fa, fb, sa, sb = pl.col(f"f{a}"), pl.col(f"f{b}"), pl.col(f"s{a}"), pl.col(f"s{b}")
-        p = f"{a}|{b}|"
-        exprs.append((pl.col(f"h{a}") & pl.col(f"h{b}")).sum().alias(p + "overlap"))
-        if counts[f"f{a}"] and counts[f"f{b}"]:
-            exprs += [(fa == fb).sum().alias(p + "agree"), (fa != fb).sum().alias(p + "disagree")]
-        if counts[f"s{a}"] and counts[f"s{b}"]:
-            exprs += [
-                (sa.is_not_null() & sb.is_not_null()).sum().alias(p + "both_score"),
-                (sa - sb).abs().sum().alias(p + "score_abs_diff"),
-            ]
-    if not exprs:
-        return []
-    sums = wide.select(exprs).row(0, named=True)
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            b = names[j]
+            fa, fb, sa, sb = pl.col(f"f{a}"), pl.col(f"f{b}"), pl.col(f"s{a}"), pl.col(f"s{b}")
+            p = f"{a}|{b}|"
+            exprs.append((pl.col(f"h{a}") & pl.col(f"h{b}")).sum().alias(p + "overlap"))
+            if has_f[i] and has_f[j]:
+                exprs += [
+                    (fa == fb).sum().alias(p + "agree"),
+                    (fa != fb).sum().alias(p + "disagree"),
+                ]
+            if has_s[i] and has_s[j]:
+                exprs += [
+                    (sa.is_not_null() & sb.is_not_null()).sum().alias(p + "both_score"),
+                    (sa - sb).abs().sum().alias(p + "score_abs_diff"),
+                ]
+    return exprs
+
+
+def _pair_rows(
+    sums: dict[str, Any], keys: Sequence[str], names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """For each pair of sources (or kinds) that labeled a common log: how often they agree."""
     label = dict(zip(names, keys, strict=True))
     out = []
-    for a, b in pairs:
-        p = f"{a}|{b}|"
-        row = {k: int(sums.get(p + k) or 0) for k in ("overlap", "agree", "disagree")}
-        if not row["overlap"]:
-            continue
-        row["both_feedback"] = row["agree"] + row["disagree"]  # == is null unless both are set
-        both_score = int(sums.get(p + "both_score") or 0)
-        first, second = sorted((label[a], label[b]))
-        out.append(
-            {
-                "a": first,
-                "b": second,
-                **row,
-                "agreement": round(row["agree"] / row["both_feedback"], 6)
-                if row["both_feedback"]
-                else None,
-                "both_score": both_score,
-                "score_mean_abs_diff": round(float(sums[p + "score_abs_diff"] or 0) / both_score, 6)
-                if both_score
-                else None,
-            }
-        )
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            p = f"{a}|{b}|"
+            row = {k: int(sums.get(p + k) or 0) for k in ("overlap", "agree", "disagree")}
+            if not row["overlap"]:
+                continue
+            row["both_feedback"] = row["agree"] + row["disagree"]  # == is null unless both set
+            both_score = int(sums.get(p + "both_score") or 0)
+            first, second = sorted((label[a], label[b]))
+            out.append(
+                {
+                    "a": first,
+                    "b": second,
+                    **row,
+                    "agreement": round(row["agree"] / row["both_feedback"], 6)
+                    if row["both_feedback"]
+                    else None,
+                    "both_score": both_score,
+                    "score_mean_abs_diff": round(
+                        float(sums[p + "score_abs_diff"] or 0) / both_score, 6
+                    )
+                    if both_score
+                    else None,
+                }
+            )
     return sorted(out, key=lambda r: (r["a"], r["b"]))
+
+
+__all__ = [
+    "KINDS",
+    "Combined",
+    "Computed",
+    "combine",
+    "combine_streamed",
+    "kind_of",
+    "order_sources",
+]

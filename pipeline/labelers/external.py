@@ -72,7 +72,11 @@ from pipeline.labelers.csvfile import (
 from pipeline.labelers.values import validate_labels
 from pipeline.redaction import scrub
 from pipeline.schemas import LOG_SCHEMA
-from pipeline.state.store import write_parquet_atomic, write_text_atomic
+from pipeline.state.store import (
+    write_parquet_atomic,
+    write_parquet_stream_atomic,
+    write_text_atomic,
+)
 
 INPUT_SCHEMA = pa.schema(
     [*LOG_SCHEMA, pa.field("request_head", pa.string()), pa.field("response_head", pa.string())]
@@ -101,28 +105,39 @@ class ExternalLabeler:
     def source(self) -> str:
         return f"external:{self.name}"
 
-    async def label(self, logs: pl.DataFrame, context: LabelContext) -> LabelerOutput:
+    async def label(
+        self, logs: pl.DataFrame | pl.LazyFrame, context: LabelContext
+    ) -> LabelerOutput:
+        """`logs` may be a lazy scan: the logs to send stream from it into the input file, and
+        only their ids are held (for the heads and to check the command's answers)."""
         started = time.monotonic()
         acct: dict[str, Any] = {"name": self.name, "send": self.config.send, "status": "ok"}
-        sent = self.select(logs, context)
-        acct["sent"] = sent.height
-        heads, fetched = await self._heads(sent["id"].to_list(), context, acct)
-        sent = sent.join(heads, on="id", how="left", maintain_order="left") if fetched else sent
-        for column in ("request_head", "response_head"):
-            if column not in sent.columns:
-                sent = sent.with_columns(pl.lit(None, pl.String).alias(column))
+        acct["sent"] = 0
+        sent = self.select_lazy(logs.lazy(), context)
+        ids = sent.select("id").collect(engine="streaming")["id"]
+        acct["sent"] = ids.len()
+        heads, fetched = await self._heads(ids.to_list(), context, acct)
+        if fetched:
+            sent = sent.join(heads.lazy(), on="id", how="left", maintain_order="left")
+        names = sent.collect_schema().names()
+        sent = sent.with_columns(
+            pl.lit(None, pl.String).alias(column)
+            for column in ("request_head", "response_head")
+            if column not in names
+        )
         self.workdir.mkdir(parents=True, exist_ok=True)
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name)
         inp = self.workdir / f"{stem}.input.parquet"
         out = self.workdir / f"{stem}.output"
         out.unlink(missing_ok=True)
-        write_parquet_atomic(sent.to_arrow().select(INPUT_SCHEMA.names).cast(INPUT_SCHEMA), inp)
+        batches = sent.select(INPUT_SCHEMA.names).collect_batches(engine="streaming")
+        write_parquet_stream_atomic((b.to_arrow() for b in batches), INPUT_SCHEMA, inp)
         try:
-            if sent.height == 0:
+            if ids.len() == 0:
                 acct.update(rows=0, accepted=0, rejected=0, labels=0)
                 return LabelerOutput(empty_labels(), acct)
             await self._run(inp, out)
-            labels = self._read_output(out, sent["id"], context, acct, self.workdir / stem)
+            labels = self._read_output(out, ids, context, acct, self.workdir / stem)
             return LabelerOutput(labels, acct)
         except InputError as exc:
             acct.update(status="failed", error=str(exc))
@@ -133,22 +148,30 @@ class ExternalLabeler:
             acct["seconds"] = round(time.monotonic() - started, 3)
 
     def select(self, logs: pl.DataFrame, context: LabelContext) -> pl.DataFrame:
-        """The logs to send, per `send`."""
-        logs = logs.sort("id")
+        """The logs to send, per `send`, by id."""
+        return self.select_lazy(logs.lazy(), context).collect()
+
+    def select_lazy(self, logs: pl.LazyFrame, context: LabelContext) -> pl.LazyFrame:
+        """`select` as a query: for `sample`, only the window's ids are collected (sorted, as
+        the seeded sample is drawn from them), never whole logs."""
         if self.config.send == "unlabeled":
-            labeled = (
-                context.labeled if context.labeled is not None else pl.Series([], dtype=pl.String)
-            )
+            labeled = context.labeled
+            if labeled is None:
+                done = pl.lit(False)
+            elif isinstance(labeled, pl.Series):
+                done = pl.col("id").is_in(labeled.implode())
+            else:
+                done = labeled
             return logs.filter(
-                ~pl.col("id").is_in(labeled.implode())
-                & pl.col("feedback").is_null()
-                & pl.col("score").is_null()
-            )
+                ~done & pl.col("feedback").is_null() & pl.col("score").is_null()
+            ).sort("id")
         if self.config.send == "sample":
             seed = int(hashlib.sha256(context.run_id.encode()).hexdigest()[:8], 16)
-            n = min(self.config.sample_size, logs.height)
-            return logs.sample(n=n, seed=seed).sort("id")
-        return logs
+            ids = logs.select("id").sort("id").collect(engine="streaming")
+            n = min(self.config.sample_size, ids.height)
+            picked = ids.sample(n=n, seed=seed)
+            return logs.join(picked.lazy(), on="id", how="semi").sort("id")
+        return logs.sort("id")
 
     async def _heads(
         self, ids: list[str], context: LabelContext, acct: dict[str, Any]

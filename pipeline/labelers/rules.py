@@ -10,8 +10,8 @@
 `when`, and `feedback`/`score` when they are strings, are SQL expressions over the columns of the
 extracted logs (LOG_SCHEMA: id, created_at, provider, model, status_code, duration, cost, tokens_in,
 metadata — the API's JSON string, so `metadata LIKE '%"tier":"free"%'` — and the rest). They are
-compiled by polars' SQL front end and evaluated vectorised over the whole window; nothing is passed
-to Python's eval. A rule that names an unknown column, does not parse, or gives the wrong type fails
+compiled by polars' SQL front end and evaluated vectorised, batch by batch as the window's Parquet
+streams (the label stage never holds all the logs); nothing is passed to Python's eval. A rule that names an unknown column, does not parse, or gives the wrong type fails
 when the job loads (`pipeline.sqlcheck`, called from `pipeline.config`), naming the rule and listing the
 columns.
 
@@ -23,7 +23,9 @@ label a log, the one listed first in the job file wins (see `pipeline.label`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -36,6 +38,7 @@ from pipeline.labelers.base import (
     empty_labels,
     to_label_frame,
 )
+from pipeline.labelers.combine import Computed
 from pipeline.schemas import LOG_SCHEMA
 
 LOG_POLARS_SCHEMA = pl.Schema(LOG_SCHEMA)
@@ -58,59 +61,144 @@ def compile_rule(rule: RuleConfig) -> tuple[pl.Expr, pl.Expr | None, pl.Expr | N
     )
 
 
+@dataclass(frozen=True)
+class RuleColumns:
+    """One rule as expressions over the log columns."""
+
+    rule: RuleConfig
+    matched: pl.Expr  # `when` is true (null is false)
+    feedback: pl.Expr  # the valid feedback (-1/1) where matched, else null
+    score: pl.Expr  # the valid score (0..100) where matched, else null
+    labeled: pl.Expr  # matched and gives a valid feedback or score
+
+    @property
+    def source(self) -> str:
+        return f"rule:{self.rule.name}"
+
+    @property
+    def reason(self) -> str:
+        return self.rule.reason or f"rule {self.rule.name}: {self.rule.when}"
+
+
+def rule_columns(
+    rule: RuleConfig, compiled: tuple[pl.Expr, pl.Expr | None, pl.Expr | None]
+) -> RuleColumns:
+    when, feedback, score = compiled
+    # `& id is not null` (always true) makes a constant condition (`when = "true"`) one per log.
+    matched = pl.col("id").is_not_null() & when.fill_null(False)
+    f = feedback if feedback is not None else pl.lit(None, pl.Int8)
+    s = score if score is not None else pl.lit(None, pl.Float64)
+    valid_f = pl.when(matched & f.is_in([-1, 1])).then(f).otherwise(None).cast(pl.Int8)
+    valid_s = (
+        pl.when(matched & s.is_finite() & (s >= 0) & (s <= 100))
+        .then(s)
+        .otherwise(None)
+        .cast(pl.Float64)
+    )
+    labeled = matched & (valid_f.is_not_null() | valid_s.is_not_null())
+    return RuleColumns(rule, matched, valid_f, valid_s, labeled)
+
+
 class RulesLabeler:
-    """All the job's rules, evaluated in one pass over the window's logs."""
+    """All the job's rules, as expressions the stage evaluates while the window's logs stream by
+    (`stats`, `labels`, `computed`); `label` runs them over a frame in memory."""
 
     kind = "rules"
 
     def __init__(self, rules: Sequence[RuleConfig]) -> None:
         self.rules = tuple(rules)
         self.name = "rules"
-        self._compiled = [compile_rule(r) for r in self.rules]
+        self.columns = [rule_columns(r, compile_rule(r)) for r in self.rules]
 
-    async def label(self, logs: pl.DataFrame, context: LabelContext) -> LabelerOutput:
+    async def label(
+        self, logs: pl.DataFrame | pl.LazyFrame, context: LabelContext
+    ) -> LabelerOutput:
         return self.run(logs, context)
 
-    def run(self, logs: pl.DataFrame, context: LabelContext) -> LabelerOutput:
-        if not self.rules:
-            return LabelerOutput(empty_labels(), {"rules": {}})
+    def run(self, logs: pl.DataFrame | pl.LazyFrame, context: LabelContext) -> LabelerOutput:
+        """Every rule's labels (LABEL_SCHEMA plus `_row`) and accounting, collected."""
         numbered = logs.lazy().with_row_index(ROW)
-        queries = []
-        for rule, (when, feedback, score) in zip(self.rules, self._compiled, strict=True):
-            fb = feedback if feedback is not None else pl.lit(None, pl.Int8)
-            sc = score if score is not None else pl.lit(None, pl.Float64)
-            queries.append(
-                numbered.filter(when.fill_null(False)).select(
-                    pl.col("id").alias("log_id"),
-                    pl.col(ROW),
-                    fb.alias("f"),
-                    sc.alias("s"),
-                    pl.lit(f"rule:{rule.name}").alias("source"),
-                    pl.lit(rule.reason or f"rule {rule.name}: {rule.when}").alias("reason"),
-                )
+        stats = self.stats(numbered)
+        labels = self.labels(numbered, context.now, stats).collect(engine="streaming")
+        return LabelerOutput(labels, self.accounting(stats))
+
+    def stats(self, logs: pl.LazyFrame) -> dict[str, dict[str, int]]:
+        """Per rule: matched, invalid_feedback, invalid_score, labels (and, for `computed`,
+        with_feedback/with_score), in one streamed pass over `logs`."""
+        if not self.rules:
+            return {}
+        exprs: list[pl.Expr] = []
+        for i, c in enumerate(self.columns):
+            exprs += [
+                c.matched.sum().alias(f"{i}|matched"),
+                (c.matched & c.feedback.is_null()).sum().alias(f"{i}|invalid_feedback"),
+                (c.matched & c.score.is_null()).sum().alias(f"{i}|invalid_score"),
+                c.labeled.sum().alias(f"{i}|labels"),
+                c.feedback.is_not_null().sum().alias(f"{i}|with_feedback"),
+                c.score.is_not_null().sum().alias(f"{i}|with_score"),
+            ]
+        sums = logs.select(exprs).collect(engine="streaming").row(0, named=True)
+        stats: dict[str, dict[str, int]] = {}
+        for i, c in enumerate(self.columns):
+            row = {k: int(sums[f"{i}|{k}"] or 0) for k in STAT_KEYS}
+            if c.rule.feedback is None:
+                row["invalid_feedback"] = 0
+            if c.rule.score is None:
+                row["invalid_score"] = 0
+            stats[c.rule.name] = row
+        return stats
+
+    def labels(
+        self, logs: pl.LazyFrame, now: datetime, stats: Mapping[str, Mapping[str, int]]
+    ) -> pl.LazyFrame:
+        """The label rows (LABEL_SCHEMA plus `_row`): rule by rule in the job file's order, each in
+        the order of `logs` (numbered with `_row`). A rule that labels nothing (per `stats`) is
+        not scanned again."""
+        parts = [
+            logs.filter(c.labeled).select(
+                pl.col("id").alias("log_id"),
+                pl.col(ROW),
+                c.feedback.alias("feedback"),
+                c.score.alias("score"),
+                pl.lit(c.source).alias("source"),
+                pl.lit(c.reason).alias("reason"),
             )
-        stats: dict[str, dict[str, Any]] = {}
-        parts: list[pl.DataFrame] = []
-        for rule, matched in zip(self.rules, pl.collect_all(queries), strict=True):
-            f, s = pl.col("f"), pl.col("s")
-            checked = matched.with_columns(
-                pl.when(f.is_in([-1, 1])).then(f).otherwise(None).alias("feedback"),
-                pl.when(s.is_finite() & (s >= 0) & (s <= 100))
-                .then(s)
-                .otherwise(None)
-                .alias("score"),
+            for c in self.columns
+            if stats.get(c.rule.name, {}).get("labels", 0)
+        ]
+        if not parts:
+            return empty_labels().with_columns(pl.lit(None, pl.UInt32).alias(ROW)).lazy()
+        return to_label_frame(pl.concat(parts, how="vertical_relaxed"), now)
+
+    def computed(self, now: datetime, stats: Mapping[str, Mapping[str, int]]) -> list[Computed]:
+        """The rules that label something, as sources for `combine_streamed`."""
+        return [
+            Computed(
+                c.source,
+                c.labeled,
+                c.feedback,
+                c.score,
+                c.reason,
+                now,
+                has_feedback=bool(stats[c.rule.name]["with_feedback"]),
+                has_score=bool(stats[c.rule.name]["with_score"]),
             )
-            labels = checked.filter(
-                pl.col("feedback").is_not_null() | pl.col("score").is_not_null()
-            )
-            stats[rule.name] = {
-                "matched": matched.height,
-                "invalid_feedback": checked["feedback"].null_count()
-                if rule.feedback is not None
-                else 0,
-                "invalid_score": checked["score"].null_count() if rule.score is not None else 0,
-                "labels": labels.height,
-            }
-            parts.append(labels.drop("f", "s"))
-        frame = pl.concat(parts, how="vertical_relaxed")
-        return LabelerOutput(to_label_frame(frame, context.now), {"rules": stats})
+            for c in self.columns
+            if stats.get(c.rule.name, {}).get("labels", 0)
+        ]
+
+    @staticmethod
+    def accounting(stats: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+        """What the stage reports per rule (the keys it always had)."""
+        keys = ("matched", "invalid_feedback", "invalid_score", "labels")
+        return {"rules": {name: {k: row[k] for k in keys} for name, row in stats.items()}}
+
+
+STAT_KEYS = (
+    "matched",
+    "invalid_feedback",
+    "invalid_score",
+    "labels",
+    "with_feedback",
+    "with_score",
+)
