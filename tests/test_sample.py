@@ -403,3 +403,46 @@ def test_filled_xlsx_dropped_in_the_inbox_gives_labels_for_exactly_the_filled_ro
     assert got == filled
     assert labeled.csv["rows"] == 30 and labeled.csv["accepted"] == 20
     assert labeled.csv["rejected_by_reason"] == {"no_label": 10}
+
+
+def test_review_xlsx_round_trip_through_apply_writes_and_verifies_every_filled_row(
+    api: Api, tmp_path: Path
+) -> None:
+    """sample --format xlsx -> fill 15 of 25 rows -> apply: those 15 on the gateway, verified."""
+    import openpyxl
+
+    from pipeline.apply import apply_labels
+    from pipeline.emulator.settings import DEFAULT_EDIT_TOKEN
+
+    out = tmp_path / "review.xlsx"
+    sample(api.job, n=25, out=out, fmt="xlsx", open_api=api.open, seed=8)
+    book = openpyxl.load_workbook(out)
+    sheet = book.worksheets[0]
+    col = {c.value: c.column for c in sheet[1]}
+    wanted: dict[str, tuple[int, float]] = {}
+    for row in range(2, 17):
+        log_id = str(sheet.cell(row, col["log_id"]).value)
+        feedback, score = (1, 80.0) if row % 2 else (-1, 15.0)
+        sheet.cell(row, col["feedback"], "👍" if feedback == 1 else "👎")
+        sheet.cell(row, col["score"], score)
+        wanted[log_id] = (feedback, score)
+    filled = tmp_path / "review-filled.xlsx"
+    book.save(filled)
+
+    env = {"CLOUDFLARE_API_TOKEN": DEFAULT_EDIT_TOKEN}
+    job = load_job(api.job.path, env=env).with_overrides(base_url=api.emu.base_url)
+    clock = api.emu.clock
+    result = asyncio.run(
+        apply_labels(job, [filled], transport=api.emu.transport(), clock=clock, sleep=clock.sleep)
+    )
+    assert result.status == "ok", result.to_json()
+    on_gateway = {}
+    for log_id in wanted:
+        path = f"/client/v4/accounts/{ACCOUNT}/ai-gateway/gateways/gw/logs/{log_id}"
+        body = api.emu.call("GET", path).json()["result"]
+        on_gateway[log_id] = (body["feedback"], body["score"])
+    assert on_gateway == wanted
+    verify, labeled = result.stages.verify, result.stages.label
+    assert verify is not None and (verify.checked, verify.verified) == (15, 15)
+    assert labeled is not None and labeled.csv["rows"] == 25
+    assert labeled.csv["rejected_by_reason"] == {"no_label": 10}  # the rows left empty
