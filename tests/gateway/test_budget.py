@@ -356,11 +356,21 @@ class VirtualTime:
 class SlidingWindowServer:
     """A token limited to `quota` requests in any `window` seconds (the emulator's limiter, which
     blocks the token after a refusal), answering with its rate-limit headers in one of the forms
-    Cloudflare has used: "default" or "burst" policy names, or the older x-ratelimit-* headers."""
+    Cloudflare has used: "default" or "burst" policy names, or the older x-ratelimit-* headers.
+    With `account` = (quota, window, retry_after) a second, per-account limiter refuses (429, as
+    the emulator's code 10040, with that Retry-After) what the token's limit allows."""
 
-    def __init__(self, clock: VirtualTime, quota: int, window: float, style: str = "default"):
+    def __init__(
+        self,
+        clock: VirtualTime,
+        quota: int,
+        window: float,
+        style: str = "default",
+        account: tuple[int, float, int] | None = None,
+    ):
         self.limiter = SlidingWindowLimiter(clock)
         self.quota, self.window, self.style = quota, window, style
+        self.account, self.account_limiter = account, SlidingWindowLimiter(clock)
         self.arrivals: list[float] = []
         self.clock = clock
 
@@ -377,6 +387,10 @@ class SlidingWindowServer:
                 "x-ratelimit-remaining": str(decision.remaining),
                 "x-ratelimit-reset": str(decision.reset_seconds),
             } | ({"retry-after": found["retry-after"]} if "retry-after" in found else {})
+        if decision.allowed and self.account is not None:
+            quota, window, retry = self.account
+            if not self.account_limiter.hit("account", quota, window, block_seconds=0).allowed:
+                return 429, found | {"retry-after": str(retry)}
         return (200 if decision.allowed else 429), found
 
 
@@ -480,13 +494,23 @@ def test_with_the_whole_budget_the_job_runs_at_the_limit_without_a_429(
 
 
 def run_hosts(
-    tmp_path: Path, hosts: int, headroom: float, *, late: float = 0.0, seconds: float = 60.0
+    tmp_path: Path,
+    hosts: int,
+    headroom: float,
+    *,
+    late: float = 0.0,
+    seconds: float = 60.0,
+    account: tuple[int, float, int] | None = None,
+    refused: list[list[float]] | None = None,
 ) -> tuple[SlidingWindowServer, list[list[float]]]:
     """`hosts` machines on one token, each its own Budget with its own state file (they share
-    nothing but the server), 4 workers each, busy for `seconds` against 60 requests / 3 s; host i
-    starts `late` × i seconds after the first. Returns the server and each host's send times."""
+    nothing but the server), 4 workers each, busy for `seconds` against 60 requests / 3 s (and
+    `account`'s limiter, if given); host i starts `late` × i seconds after the first. Returns the
+    server and each host's send times; `refused` gets when each host saw each 429."""
     time = VirtualTime()
-    server = SlidingWindowServer(time, 60, 3.0)
+    server = SlidingWindowServer(time, 60, 3.0, account=account)
+    refused = [[] for _ in range(hosts)] if refused is None else refused
+    refused.extend([] for _ in range(hosts - len(refused)))
     config = BudgetConfig(
         requests_per_period=60, period_seconds=3.0, headroom=headroom, concurrency=4
     )
@@ -508,6 +532,8 @@ def run_hosts(
                 status, found = server.answer()
                 await time.sleep(latency.uniform(0.005, 0.025))
                 b.observe(status, found)
+                if status == 429:
+                    refused[host].append(time())
 
     asyncio.run(time.run(*(worker(host) for host in range(hosts) for _ in range(4))))
     for b in budgets:
@@ -531,6 +557,26 @@ def test_hosts_on_one_bucket_stay_under_the_limit_by_the_servers_headers_alone(
     combined = len(everything) / (everything[-1] - everything[0])
     assert 0.85 * 20 <= combined <= 20, combined
     assert min(len(times) for times in sent) >= 0.1 * len(everything)
+
+
+def test_hosts_on_one_bucket_wait_out_another_limiters_retry_after(tmp_path: Path) -> None:
+    """Two hosts as above, and a second limiter (per account, 100 requests / 10 s, Retry-After
+    5 s) refusing what the token's limit allows: each host, once refused, sends nothing for the
+    Retry-After, the global limit refuses nothing, and both keep going at about what the second
+    limiter allows."""
+    refused: list[list[float]] = []
+    server, sent = run_hosts(tmp_path, 2, 1.0, account=(100, 10.0, 5), refused=refused)
+    assert server.limiter.rejected == 0
+    assert server.account_limiter.rejected >= 2
+    for host, times in enumerate(sent):
+        assert refused[host], host
+        for at in refused[host]:
+            # Slots granted before the refusal was seen may still go; none after it for 5 s.
+            assert not [t for t in times if at < t < at + 5.0], (host, at)
+    everything = sorted(t for times in sent for t in times)
+    # The second limiter allows 10/s, 600 in the minute: together they get most of it.
+    assert 0.6 * 600 <= len(everything) <= 100 * (60 / 10 + 1)
+    assert min(len(times) for times in sent) >= 0.25 * len(everything)
 
 
 def test_a_server_window_shorter_than_the_period_does_not_stall_the_job(tmp_path: Path) -> None:
