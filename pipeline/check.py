@@ -231,3 +231,38 @@ def _bucket(headers: Mapping[str, str], ours: int, job: JobConfig) -> Bucket:
         remaining = int(lower["x-ratelimit-remaining"])
     others = None if remaining is None else max(0, quota - ours - remaining - 1)
     return Bucket(quota, window, remaining, others)
+
+
+def learned_by_run(
+    job: JobConfig, client: LogsClient, *, window_logs: int | None, extracted: bool
+) -> list[str]:
+    """What a run found out for free from its own answers, in the words ``check`` uses.
+
+    ``window_logs``: what the extract found (None: no extract ran). A window that held no logs
+    is the run's version of check's "newest log is days old" (the run does not spend a request on
+    the newest log; ``check`` does). The bucket: the server's limit when it differs from the
+    job's, and answers that showed someone else drawing on it.
+    """
+    notes: list[str] = []
+    if extracted and window_logs == 0:
+        notes.append(
+            "the window held no logs: if this gateway is in use, its logging is off or it is on "
+            "Cloudflare's new logging (accounts created from 2026-09-24), which this API is not "
+            f"documented to serve; `aigw-feedback check {job.path.name}` reads the newest log's age"
+        )
+    bucket = _bucket(client.stats.limit_headers, 0, job)
+    own = (job.budget.requests_per_period, job.budget.period_seconds)
+    if client.stats.limit_headers and (bucket.quota, bucket.window_seconds) != own:
+        notes.append(
+            f"the server's limit is {bucket.quota:,} requests per {bucket.window_seconds:.0f} s "
+            f"(the job's budget: {own[0]:,} per {own[1]:.0f} s); the run kept to the lower rate"
+        )
+    stats = getattr(client.budget, "stats", None)  # the real budget's; a test's NoBudget has none
+    slowdowns = int(getattr(stats, "slowdowns", 0))
+    if slowdowns:
+        notes.append(
+            f"{slowdowns:,} answers showed something else drawing on this token's bucket (the "
+            "dashboard, another token of the same user, another host): the job slowed down to "
+            "leave it room; an account-owned token has a bucket of its own"
+        )
+    return notes

@@ -2,12 +2,13 @@
 
     {"run_id", "mode", "dry_run", "error": null | {"kind", "stage", "message", "exit_code"}, "stopped",
      "started_at", "finished_at", "seconds", "requests", "attempts", "budget": {"per_s",
-     "period_seconds"}}
+     "period_seconds"}, "learned": [sentences]}
 
 ``seconds`` and ``requests`` add up over every attempt, so the report's budget share is of what was
 really sent in the time really spent. ``error.kind`` (auth, not_found, unreachable, usage,
 damaged, input, api, pipeline, internal) lets the report word the cause; ``message`` is already
-redacted. Written by `pipeline.run` whatever ended the attempt (done, a cap, a signal, an error).
+redacted. ``learned``: what the run found out for free from its answers (a window with no logs, the
+server's limit, others on the bucket; ``check.learned_by_run``). Written by `pipeline.run` whatever ended the attempt (done, a cap, a signal, an error).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def write_outcome(
     dry_run: bool = False,
     requests: int,
     seconds: float,
+    learned: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write outcome.json for an attempt that ``started`` and is ending now (``stage``: the first
     stage it did not finish, where an ``error`` stopped it)."""
@@ -101,6 +103,8 @@ def write_outcome(
             "per_s": round(budget.rate_per_second, 4),
             "period_seconds": budget.period_seconds,
         },
+        # What the run found out for free from its answers (check.learned_by_run).
+        "learned": list(learned or before.get("learned") or []),
     }
     store.write_json_atomic(outcome, run.paths.outcome)
     return outcome

@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from pipeline.check import learned_by_run
 from pipeline.config import JobConfig
 from pipeline.errors import BudgetExhausted, UsageError
 from pipeline.extract import ExtractResult, extract
@@ -337,6 +338,15 @@ class Runner:
         """outcome.json, the report and the history's record of how this attempt ended."""
         run, data_dir = attempt.run, self.data_dir
         requests = self.client.stats.requests - attempt.requests0
+        extracted = attempt.stages.get("extract")
+        learned = learned_by_run(
+            self.job,
+            self.client,
+            window_logs=extracted.logs if isinstance(extracted, ExtractResult) else None,
+            extracted=attempt.mode not in NO_EXTRACT_MODES and "extract" not in attempt.skipped,
+        )
+        for note in learned:
+            log.warning("run %s: %s", run.run_id, note)
         seconds = (datetime.now(UTC) - attempt.started).total_seconds()
         outcome = write_outcome(
             run,
@@ -349,6 +359,7 @@ class Runner:
             dry_run=self.dry_run,
             requests=requests,
             seconds=seconds,
+            learned=learned,
         )
         stages = attempt.typed()
         # The report judges the status; these are what stands if it cannot be written.
