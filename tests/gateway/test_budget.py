@@ -404,9 +404,9 @@ def run_against(
     seconds: float | None = None,
     concurrency: int = 4,
 ) -> tuple[float, SlidingWindowServer, list[float]]:
-    """`concurrency` workers send for `seconds` (default: three of the longer window) against the
-    server, each request 10-50 ms there and back; `seconds` defaults to one server window and 20 s (the window full and freeing), at least a minute; returns (requests per second achieved, server,
-    send times)."""
+    """`concurrency` workers send against the server for `seconds` (default: one server window
+    and 20 s more, so the window is seen full and freeing; at least a minute), each request
+    10-50 ms there and back. Returns (requests per second achieved, server, send times)."""
     time = VirtualTime()
     quota, window = server_policy
     server = SlidingWindowServer(time, quota, window, style)
