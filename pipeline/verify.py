@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,7 @@ class VerifyResult(StageResult):
     finished_at: str
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     gone: int = 0  # patched logs that no longer exist on read-back
+    rate_limited_by: dict[str, int] = field(default_factory=dict)  # 429s by limiter code
 
     @property
     def exit_code(self) -> int:
@@ -206,6 +208,7 @@ async def verify(
         done_ids = [r.log_id for r in journal.rows(["done"])]
     expected = expected_frame(run, done_ids)
     before = client.stats.requests
+    limiters0 = Counter(client.stats.rate_limited_by)
     settled: list[pl.DataFrame] = []
     todo = expected
     checks = 0
@@ -248,6 +251,7 @@ async def verify(
         unverifiable=counts.get("unverifiable", 0),
         gone=counts.get("gone", 0),
         requests=client.stats.requests - before,
+        rate_limited_by=dict(client.stats.rate_limited_by - limiters0),
         rechecks=rounds,
         seconds=round(finished - started, 3),
         started_at=iso(started),

@@ -156,3 +156,25 @@ def test_read_after_write_lag_on_the_emulator_is_waited_out(tmp_path: Path) -> N
     assert (result.verified, result.mismatched, result.unverifiable) == (70, 0, 0)
     assert slept == [10.0, 10.0, 10.0]
     assert result.rechecks == 3
+
+
+def test_a_429_from_another_limiter_during_verify_is_counted_by_its_code(tmp_path: Path) -> None:
+    """Verify waits out a 429 (code 10040) and names that limiter in its result, as load does."""
+    job, run, api = setup(tmp_path)
+    state = {"verifying": False, "refused": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if state["verifying"] and not state["refused"] and request.method == "GET":
+            state["refused"] += 1
+            return httpx.Response(
+                429,
+                headers={"retry-after": "1"},
+                json={"success": False, "errors": [{"code": 10040, "message": "slow down"}]},
+            )
+        return api(request)
+
+    result, _ = load_then_verify(
+        job, run, handler, before_verify=lambda: state.update(verifying=True)
+    )
+    assert result.verified == 120
+    assert result.rate_limited_by == {"10040": 1}
