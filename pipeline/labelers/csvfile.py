@@ -253,40 +253,6 @@ def _runaway(span: list[str], delimiter: str, columns: Columns, width: int) -> b
     return False
 
 
-def _records(
-    physical: list[str], delimiter: str, columns: Columns, width: int
-) -> Iterator[tuple[int, list[str], str | None]]:
-    """(line number, cells, reject code or None) for every record of the file, header included.
-
-    The csv module reads the records, strictly: a quote that does not close cleanly (a quote
-    followed by text, the end of the file inside quotes, a cell past the field limit) is an
-    error, and so is a multi-line record `_runaway` finds. Then the record's physical lines are
-    read again one by one, each line one record, the lines whose quotes do not pair up are
-    ``broken_quote``, and the csv module resumes after them."""
-    offset = 0
-    total = len(physical)
-    while offset < total:
-        reader = csv.reader(
-            itertools.islice(physical, offset, None), delimiter=delimiter, strict=True
-        )
-        previous = offset
-        try:
-            for record in reader:
-                start, end = previous + 1, offset + reader.line_num
-                previous = end
-                if end == start:  # one line: the common case, nothing more to check
-                    yield start, record, None
-                elif _runaway(physical[start - 1 : end], delimiter, columns, width):
-                    yield from _line_wise(physical, start, end, delimiter)
-                else:
-                    yield start, record, None
-            return
-        except csv.Error:
-            end = max(offset + reader.line_num, previous + 1)
-            yield from _line_wise(physical, previous + 1, end, delimiter)
-            offset = end
-
-
 def _line_wise(
     physical: list[str], start: int, end: int, delimiter: str
 ) -> Iterator[tuple[int, list[str], str | None]]:
@@ -297,24 +263,31 @@ def _line_wise(
 
 
 def _rows(text: str, encoding: str, delimiter: str, columns: Columns) -> Table:
+    """The file's records -> a Table (header, rows padded to its width, their lines).
+
+    The csv module reads the records, strictly: a quote that does not close cleanly (a quote
+    followed by text, the end of the file inside quotes, a cell past the field limit) is an
+    error, and so is a multi-line record `_runaway` finds. Then the record's physical lines are
+    read again one by one, each line one record, the lines whose quotes do not pair up are
+    ``broken_quote``, and the csv module resumes after them."""
     physical = io.StringIO(text, newline="").readlines()
+    total = len(physical)
     header: list[str] = []
     rows: list[list[str]] = []
     lines: list[int] = []
     rejects: dict[int, str] = {}  # row index -> a reject code found while reading
     ragged: dict[int, str] = {}  # row index -> non-empty cells beyond the header
-    width = 0
-    # The one Python loop: the csv module hands over records one by one.
     first = next((line for line in physical if line.strip()), "")
-    for start, record, reject in _records(
-        physical, delimiter, columns, len(_alone(first, delimiter))
-    ):
+    width = len(_alone(first, delimiter))
+
+    def take(start: int, record: list[str], reject: str | None) -> None:
+        nonlocal header, width
         if not "".join(record).strip():
-            continue
+            return
         if not header:
             header = [h.replace("\ufeff", "").strip() for h in record]
             width = len(header)
-            continue
+            return
         if len(record) != width:
             beyond = [c for c in record[width:] if c.strip()]
             if beyond:
@@ -324,6 +297,38 @@ def _rows(text: str, encoding: str, delimiter: str, columns: Columns) -> Table:
             rejects[len(rows)] = reject
         rows.append(record)
         lines.append(start)
+
+    offset = 0
+    while offset < total:
+        reader = csv.reader(
+            itertools.islice(physical, offset, None), delimiter=delimiter, strict=True
+        )
+        previous = offset
+        try:
+            # The one Python loop: the csv module hands over records one by one.
+            for record in reader:
+                start, previous = previous + 1, offset + reader.line_num
+                if (
+                    previous == start
+                    and header
+                    and len(record) == width
+                    and "".join(record).strip()
+                ):
+                    rows.append(record)  # one whole line: the common case, nothing to check
+                    lines.append(start)
+                elif previous > start and _runaway(
+                    physical[start - 1 : previous], delimiter, columns, width
+                ):
+                    for item in _line_wise(physical, start, previous, delimiter):
+                        take(*item)
+                else:
+                    take(start, record, None)
+            break
+        except csv.Error:
+            end = max(offset + reader.line_num, previous + 1)
+            for item in _line_wise(physical, previous + 1, end, delimiter):
+                take(*item)
+            offset = end
     extra: list[str | None] = [None] * len(rows)
     for index, cells in ragged.items():
         extra[index] = cells
@@ -338,15 +343,15 @@ def table_frame(table: Table) -> pl.DataFrame:
     (too_many_fields or null), and the original cells as orig_<i>."""
     width = len(table.header)
     schema = {f"orig_{i}": pl.String for i in range(width)}
-    frame = pl.DataFrame(table.rows, schema=schema, orient="row").with_columns(
-        # A rejects file dropped back: the apostrophe that neutralised a formula-leading cell
-        # (pipeline.formulas) is not part of the value.
-        pl.all().str.replace(r"^'([=+\-@\t\r])", "$1")
-    )
+    frame = pl.DataFrame(table.rows, schema=schema, orient="row")
     c = table.columns
 
     def cell(index: int | None) -> pl.Expr:
-        return pl.col(f"orig_{index}") if index is not None else pl.lit(None, pl.String)
+        if index is None:
+            return pl.lit(None, pl.String)
+        # A rejects file dropped back: the apostrophe that neutralised a formula-leading cell
+        # (pipeline.formulas) is not part of the value.
+        return pl.col(f"orig_{index}").str.replace(r"^'([=+\-@\t\r])", "$1")
 
     return frame.with_columns(
         pl.Series("line", table.lines, dtype=pl.Int64),
