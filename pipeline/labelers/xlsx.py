@@ -120,6 +120,8 @@ def read_workbook(data: bytes, *, join_key: str = "log_id") -> Sheets:
         tables: list[Table] = []
         skipped: list[tuple[str, str]] = []
         for sheet in book.worksheets:
+            if hasattr(sheet, "reset_dimensions"):
+                sheet.reset_dimensions()  # the stored size may be wrong: read every cell there is
             read = _sheet(sheet.title, sheet.iter_rows(min_row=1, values_only=True), join_key)
             if isinstance(read, str):
                 skipped.append((sheet.title, read))

@@ -460,11 +460,13 @@ def test_the_same_log_in_two_spellings_is_one_log(tmp_path: Path) -> None:
 @pytest.mark.parametrize("header", ["request_id", "cf-aig-request-id", "CF-AIG-Request-ID"])
 def test_a_request_id_column_is_the_log_id(tmp_path: Path, header: str) -> None:
     """A column named like Cloudflare's request-id header carries the log id (same value)."""
-    drop(tmp_path, "a.csv", f"{header},feedback\n{UUID7.upper()},up\n{ULID.lower()},down\n")
-    out = labeler(tmp_path).run(pl.DataFrame({"id": [UUID7, ULID]}), "r", NOW)
+    text = f"{header},feedback\n{UUID7.upper()},up\n{ULID.lower()},down\n{HEX64.upper()},up\n"
+    drop(tmp_path, "a.csv", text)
+    out = labeler(tmp_path).run(pl.DataFrame({"id": [UUID7, ULID, HEX64]}), "r", NOW)
     assert sorted(out.labels.select("log_id", "feedback").rows()) == sorted(
-        [(UUID7, 1), (ULID, -1)]
+        [(UUID7, 1), (ULID, -1), (HEX64, 1)]
     )
+    assert by_file(out.accounting, "a.csv")["outside_window"] == 0
 
 
 def test_an_explicit_log_id_column_wins_over_request_id(tmp_path: Path) -> None:

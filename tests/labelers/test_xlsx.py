@@ -168,3 +168,22 @@ def test_a_workbook_saved_with_a_csv_name_is_read_as_a_workbook(tmp_path: Path) 
     (tmp_path / "labels.csv").write_bytes(data)
     out = labeler(tmp_path).run(LOGS, "run-1", NOW)
     assert out.labels.select("log_id", "feedback").rows() == [("L1", 1)]
+
+
+def test_a_workbook_with_a_wrong_stored_size_is_read_in_full(tmp_path: Path) -> None:
+    """Some exporters store the sheet's size as A1: every row and column is read anyway."""
+    import re
+    import zipfile
+
+    data = workbook_bytes(
+        {"Sheet1": [["log_id", "feedback"], *[[f"L{i}", "up"] for i in range(4)]]}, {}
+    )
+    source, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            body = source.read(item.filename)
+            if item.filename.startswith("xl/worksheets/"):
+                body = re.sub(rb'<dimension ref="[^"]*"\s*/>', b'<dimension ref="A1"/>', body)
+            target.writestr(item, body)
+    (table,) = read_workbook(out.getvalue()).tables
+    assert table.header == ["log_id", "feedback"] and len(table.rows) == 4
