@@ -5,21 +5,22 @@
     sys.exit(result.exit_code)
 
 The Logs API pages by page number only, has no cursor, offers only `gt`/`lt` on created_at (ms,
-not unique), and logs arrive and disappear while one pages. So page numbers are never used across
-a changing set, and the extract goes in three steps:
+not unique) and `eq`/`neq` on id, and logs arrive and vanish while one pages. The extract goes in
+two steps:
 
-1. **Pass** (``paging``): page 1 of ``[cursor, hi)`` again and again, the cursor moving to the last
-   millisecond of each answer, crowded milliseconds taken on their own, up to
-   ``budget.concurrency`` stretches of the window walked side by side (``ranges``).
-2. **Check** (``paging``): when the pass took more than one request, one more compares the
-   window's count with the logs held.
-3. **Reconcile** (``reconcile``), only when the pass saw logs come or go, or the check differs:
-   the days that changed are paged again until quiet; after 5 rounds of changes the result says
-   so (``complete=False``, a note) instead of pretending.
+1. **Pass** (``paging``): page 1 of ``[cursor, hi)`` minus the cursor millisecond's logs already
+   read (``id neq``), again and again; crowded milliseconds cut by duration; up to
+   ``budget.concurrency`` stretches of the window walked side by side (``ranges``). Every log in
+   the window from the extract's start to its end is held once, whatever comes and goes; quiet,
+   it costs the minimum, one request per 50 logs.
+2. **Reconcile** (``reconcile``): one count of the window; where it differs from what is held
+   (logs arrived or vanished behind the pass's cursor), counts bisect down to the ranges that
+   changed and only those are read again. Its cost is bounded (40% of the pass, at least 16
+   requests); past that the result says which ranges are unsettled (``complete=False``, exit 1,
+   a note) instead of pretending; extracting again settles them.
 
-A quiet window costs the pass and one check; a changing one costs more, only where it changed.
-Logs that stay are never lost and nothing is held twice; ``reconcile`` says which changes no count
-can see, and why extracting again settles them.
+The result counts what changed: the window's count at the start and at the end, logs that
+arrived or vanished behind the cursor (found by reconcile), and count changes seen ahead of it.
 
 The logs are held by id and streamed into per-day staging files that then replace their
 partitions, one rename each (``staging``); ``rows`` turns API entries into LOG_SCHEMA rows.
@@ -37,8 +38,8 @@ from typing import Any, Self
 
 from pipeline.config import JobConfig
 from pipeline.extract.paging import Pager
-from pipeline.extract.reconcile import reconcile
-from pipeline.extract.rows import ceil_ms
+from pipeline.extract.reconcile import Settled, extra_bound, reconcile
+from pipeline.extract.rows import at_ms, ceil_ms
 from pipeline.extract.staging import Held, Staging, swap_in
 from pipeline.gateway.client import LogsClient
 from pipeline.progress import Progress
@@ -63,6 +64,15 @@ class ExtractResult(StageResult):
     note: str = ""
     reconcile_rounds: int = 0  # 0: one calm pass matched the API's count; nothing to check
     ranges: int = 1  # stretches of the window walked side by side (up to budget.concurrency)
+    count_at_start: int | None = None  # the API's count of the window when the pass began
+    arrived: int = 0  # logs that arrived where the pass had read already, found and held
+    vanished: int = 0  # logs the pass read that were gone when counted again, left out
+    changes_ahead: int = 0  # count changes seen ahead of the pass's cursor (arrived or vanished)
+    unsettled_ranges: tuple[tuple[str, str, int, int], ...] = ()  # start, end, API count, held
+    unverified_ms: int = 0  # crowded milliseconds a part of which never paged with a steady count
+    pass_requests: int = 0  # the pass alone: the quiet minimum, about one request per 50 logs
+    extra_requests: int = 0  # reconcile's counts and re-reads
+    extra_bound: int = 0  # what reconcile may spend before it stops and says so
 
     @property
     def exit_code(self) -> int:
@@ -95,6 +105,18 @@ class ExtractResult(StageResult):
             "note": self.note,
             "reconcile_rounds": self.reconcile_rounds,
             "ranges": self.ranges,
+            "count_at_start": self.count_at_start,
+            "arrived": self.arrived,
+            "vanished": self.vanished,
+            "changes_ahead": self.changes_ahead,
+            "unsettled_ranges": [
+                {"start": a, "end": b, "api_count": api, "held": held}
+                for a, b, api, held in self.unsettled_ranges
+            ],
+            "unverified_ms": self.unverified_ms,
+            "pass_requests": self.pass_requests,
+            "extra_requests": self.extra_requests,
+            "extra_bound": self.extra_bound,
         }
 
     @classmethod
@@ -107,6 +129,9 @@ class ExtractResult(StageResult):
             "partitions": lambda ps: tuple(str(p) for p in ps),
             "days": lambda ds: tuple(date.fromisoformat(d) for d in ds),
             "seconds": float,
+            "unsettled_ranges": lambda us: tuple(
+                (str(u["start"]), str(u["end"]), int(u["api_count"]), int(u["held"])) for u in us
+            ),
         }
         known = {
             f.name: convert.get(f.name, lambda v: v)(data[f.name])
@@ -149,24 +174,22 @@ async def extract(
                 workers=job.budget.concurrency,
             )
             lo, hi = ceil_ms(window.start), ceil_ms(window.end)
-            _, complete, total = await pager.take(lo, hi, held.add, first=True)
-            rounds = 0
-            if not complete:
-                complete, total, rounds = await reconcile(
-                    pager, lo, hi, seen_changing=pager.seen_changing
-                )
+            scan = await pager.scan(lo, hi, held.add)
+            bound = extra_bound(scan.requests)
+            if scan.requests == 1:  # one answer held the whole window: a snapshot, nothing to check
+                settled = Settled(complete=True, total=scan.first_total)
+            else:
+                settled = await reconcile(pager, lo, hi, bound=bound)
         staging.close()
         partitions = swap_in(staging, held.dropped, window, data_dir, gateway_id)
     finally:
         staging.discard()
     logs = len(held)
-    note = ""
-    if not complete:
-        note = (
-            f"logs were still being added or deleted in the window after {rounds} rounds of "
-            f"checks (the API last counted {total:,}; {logs:,} were extracted); extract again "
-            "to settle it"
-        )
+    complete = settled.complete and not scan.unverified
+    unsettled = tuple(
+        (iso_ms(at_ms(a)), iso_ms(at_ms(b)), api, n) for a, b, api, n in settled.unsettled
+    )
+    note = "" if complete else _note(settled, scan.unverified, logs, bound)
     result = ExtractResult(
         window=window,
         logs=logs,
@@ -174,12 +197,54 @@ async def extract(
         partitions=tuple(str(p.relative_to(data_dir)) for p in partitions),
         days=tuple(window.days()),
         seconds=round(clock() - started, 3),
-        total_count=total,
+        total_count=settled.total,
         complete=complete,
         note=note,
-        reconcile_rounds=rounds,
-        ranges=pager.ranges,
+        reconcile_rounds=settled.rounds,
+        ranges=scan.ranges,
+        count_at_start=scan.first_total,
+        arrived=settled.arrived,
+        vanished=settled.vanished,
+        changes_ahead=scan.changes_ahead,
+        unsettled_ranges=unsettled,
+        unverified_ms=scan.unverified,
+        pass_requests=scan.requests,
+        extra_requests=pager.requests - scan.requests,
+        extra_bound=bound,
     )
     if run is not None:
         write_json_atomic(result.to_json(), run.paths.stage_result("extract"))
     return result
+
+
+def _note(settled: Settled, unverified: int, logs: int, bound: int) -> str:
+    """What is unsettled, what still holds, and how to finish."""
+    parts = []
+    if settled.unsettled:
+        spans = ", ".join(
+            f"{iso_ms(at_ms(a))}..{iso_ms(at_ms(b))}"
+            + (f" (API {api:,}, held {n:,})" if api >= 0 else f" (held {n:,})")
+            for a, b, api, n in settled.unsettled[:3]
+        )
+        more = len(settled.unsettled) - 3
+        parts.append(
+            f"logs were still being added or deleted in the window after {bound:,} extra "
+            f"requests, {settled.rounds} rounds of checks (the API last counted "
+            f"{settled.total:,}; {logs:,} were extracted); unsettled: {spans}"
+            + (f" and {more} more" if more > 0 else "")
+        )
+    elif not settled.complete:
+        parts.append(
+            f"logs were still being added or deleted in the window (the API last counted "
+            f"{settled.total:,}; {logs:,} were extracted)"
+        )
+    if unverified:
+        parts.append(
+            f"{unverified} crowded millisecond{'s' if unverified != 1 else ''} never paged "
+            "with a steady count"
+        )
+    return (
+        "; ".join(parts)
+        + ". Every log present from the extract's start to its end is in; extract again (the "
+        "same command) to settle the rest"
+    )

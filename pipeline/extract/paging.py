@@ -1,36 +1,45 @@
 """The exact walker: every log of a span of created_at, from an API that pages by number only.
 
 The Logs API pages by page number only, has no cursor, offers only `gt`/`lt` on created_at (ms,
-not unique), and logs arrive and disappear while one pages. Page numbers are therefore never used
-across a changing set:
+not unique; thousands of logs can share one), ``eq``/``neq`` on ``id`` (several values: a log
+matching none of them), and logs arrive and vanish while one pages. Ids are opaque (never
+sorted or compared for order) and the order of ties is whatever the API gives. So page numbers
+are never used across a changing set, and nothing relies on the order of ties:
 
-1. **Pass.** Ask for page 1 of ``[cursor, hi)`` ascending (``created_at gt cursor-1ms``, ``lt hi``),
-   starting at the window's start. Each answer is a snapshot of the first 50 logs from the cursor,
-   so a log that stays in the window cannot be skipped whatever is inserted or deleted meanwhile.
-   The cursor moves to the last millisecond of the answer, which is fetched again: other logs may
-   share it (about 2% more requests than pure page numbers, the price of not losing any). A page
-   that is all one millisecond (thousands of logs can share one) is taken on its own, by
-   ``id gt <last id>`` when the API orders ties by id, else by page numbers checked against the
-   count. Each answer's total_count is compared with what the previous one implies: a difference
-   means logs came or went ahead of the cursor. Up to ``budget.concurrency`` stretches of the
-   window are walked side by side (API latency, not the budget, would limit one walker): while a
-   stretch has more than 20 pages left, an idle worker takes the later half of its time span
-   (``ranges``).
-2. **Check.** Changes behind the cursor cannot show in the pass, so when it took more than one
-   request, one more compares the window's total_count with the logs held.
+1. **The pass.** Ask for page 1 of ``[cursor, hi)`` ascending, minus the logs of the cursor's
+   millisecond already read (``id neq [those ids]``), starting at the window's start with nothing
+   excluded. Each answer is a snapshot of the first 50 logs not yet read, so a log that is in the
+   window from the extract's start to its end cannot be skipped, whatever arrives or vanishes
+   meanwhile: when the answer was given it was either read already or among those 50, or after
+   them. The cursor moves to the last millisecond of the answer, its logs excluded in the next
+   question: no log is fetched twice on a quiet gateway, so the pass costs the minimum,
+   ceil(logs / 50) requests.
+2. **Crowded milliseconds** (``millisecond``). Once the ids of one millisecond would make the
+   ``neq`` list too long for one URL (``NEQ_CHARS``, about 250 ids), that millisecond is cut
+   into parts by ``duration`` (``gt``/``lt``, always present and never changed after the log is
+   written), at the median of the durations read so far, and each part is paged the same way:
+   page 1 of the part minus its logs already read, until an answer holds all that is left. A part
+   whose logs all share one duration is paged by page numbers instead and believed only when
+   one pass over its pages saw a steady count and that many distinct ids (else the extract says
+   it is unsettled). 300 logs in one millisecond cost 6 requests, as 300 logs anywhere else.
+3. Each answer's total_count is compared with what the previous one implies (``Range.expect``):
+   a difference means logs arrived or vanished ahead of the cursor (counted, ``changes_ahead``;
+   harmless: arrivals are read when the cursor gets there, vanished logs are never read). Up to
+   ``budget.concurrency`` stretches of the window are walked side by side (``ranges``).
 
-When the pass saw logs come or go, or the check differs, ``reconcile`` pages again where the
-window changed, with the same ``Pager.take``.
+Changes behind the cursor cannot show in the pass: ``reconcile`` finds them by counting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+import json
+import statistics
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pipeline.errors import ApiError, BadRequestError
+from pipeline.errors import ApiError
 from pipeline.extract.ranges import Range, Scan, Walk
 from pipeline.extract.rows import DAY_MS, at_ms, entry_ms
 from pipeline.extract.staging import Held
@@ -38,14 +47,16 @@ from pipeline.gateway.client import LogEntry, LogPage, LogsClient
 from pipeline.progress import Task
 from pipeline.timefmt import iso_ms
 
-TIE_ATTEMPTS = 5
+NEQ_CHARS = 7_500  # JSON length of one `id neq` list: with the rest, a URL of about 10 kB
 SPLIT_PAGES = 20  # a range with more pages than this left is shared with an idle worker
+TIE_ATTEMPTS = 3  # a part of one millisecond and one duration, paged by numbers until steady
 
 Sink = Callable[[list[LogEntry], list[int]], int]
+Seen = dict[str, int | None]  # id -> duration, of the logs of one millisecond read so far
 
 
 class Pager:
-    """Pages spans of the window for one extract: the pass, its check, and the tie walks."""
+    """Pages spans of the window for one extract: the pass and the crowded milliseconds."""
 
     def __init__(
         self,
@@ -61,32 +72,51 @@ class Pager:
         self.filters = filters
         self.per_page = per_page
         self.workers = max(1, workers)
-        self.ranges = 0  # walked by the first pass
-        self.seen_changing = False  # some answer showed logs coming or going
         self.held = held
         self.task = task
+        self.requests = 0  # list requests made by this pager
+        self.durations: Seen = {}  # the logs of crowded milliseconds: id -> duration
 
     async def fetch(
-        self, lo: int, hi: int, page: int = 1, *, after_id: str | None = None
+        self,
+        lo: int,
+        hi: int,
+        page: int = 1,
+        *,
+        exclude: Iterable[str] = (),
+        extra: Iterable[dict[str, Any]] = (),
+        per_page: int | None = None,
     ) -> tuple[LogPage, list[int]]:
-        """Page `page` of the logs with lo <= created_at < hi (ms), ascending; and their ms."""
+        """Page `page` of the logs with lo <= created_at < hi (ms), ascending, minus the ids in
+        `exclude`, narrowed by `extra` filters; and their ms."""
         filters = [
             {"key": "created_at", "operator": "gt", "value": [iso_ms(at_ms(lo - 1))]},
             {"key": "created_at", "operator": "lt", "value": [iso_ms(at_ms(hi))]},
+            *extra,
         ]
-        if after_id is not None:
-            filters.append({"key": "id", "operator": "gt", "value": [after_id]})
+        excluded = list(exclude)
+        if excluded:
+            filters.append({"key": "id", "operator": "neq", "value": excluded})
+        self.requests += 1
         result = await self.client.list_logs(
             filters=[*filters, *self.filters],
             page=page,
-            per_page=self.per_page,
+            per_page=per_page or self.per_page,
             order_by="created_at",
             direction="asc",
         )
         stamps = [entry_ms(e) for e in result.entries]
         if any(b < a for a, b in itertools.pairwise(stamps)):
             raise ApiError("the Logs API did not return logs in created_at order (asked: asc)")
+        if excluded and not {e["id"] for e in result.entries}.isdisjoint(excluded):
+            raise ApiError("the Logs API returned a log its `id neq` filter excluded")
         return result, stamps
+
+    async def count(self, lo: int, hi: int, extra: Iterable[dict[str, Any]] = ()) -> int:
+        """How many logs lo <= created_at < hi (and `extra`) holds now: one request of one."""
+        result, _ = await self.fetch(lo, hi, extra=extra, per_page=1)
+        self.task.advance(0, requests=1)
+        return result.total_count
 
     def deliver(
         self, sink: Sink, entries: list[LogEntry], stamps: list[int], lo: int, hi: int
@@ -98,46 +128,8 @@ class Pager:
         added = sink(entries, stamps)
         self.task.advance(added, requests=1)
 
-    async def take(
-        self, lo: int, hi: int, sink: Sink, *, first: bool = False
-    ) -> tuple[set[str], bool, int]:
-        """Page [lo, hi) once, then check it: (ids seen, nothing was seen changing, API total).
-
-        One answer is a snapshot by itself; after several, one more request compares the API's
-        count (and, when it fits in one page, the ids) with what was seen. `first`: the window's
-        first paging, where everything held was seen now (no second set of a million ids).
-        """
-        seen: set[str] = set()
-        added = 0
-
-        def collect(entries: list[LogEntry], stamps: list[int]) -> int:
-            nonlocal added
-            if not first:
-                seen.update(e["id"] for e in entries)
-            new = sink(entries, stamps)
-            added += new
-            return new
-
-        scan = await self.scan(lo, hi, collect)
-        self.ranges = self.ranges or scan.ranges
-        self.seen_changing |= scan.changed
-        if scan.changed:
-            return seen, False, scan.first_total
-        if scan.requests == 1:
-            return seen, True, scan.first_total
-        result, stamps = await self.fetch(lo, hi)
-        self.deliver(collect, result.entries, stamps, lo, hi)
-        total = result.total_count
-        count = added if first else len(seen)
-        if total != count:
-            return seen, False, total
-        if total <= len(result.entries):  # the whole range in this answer: compare the ids too
-            ids = {e["id"] for e in result.entries}
-            return seen, ids == (set(self.held.ms_of) if first else seen), total
-        return seen, True, total
-
     async def scan(self, lo: int, hi: int, sink: Sink) -> Scan:
-        """Hand every log of [lo, hi) to `sink` (some twice), up to `workers` ranges at once.
+        """The pass: hand every log of [lo, hi) to `sink`, up to `workers` ranges at once.
 
         One range starts. While a range still holds more than SPLIT_PAGES pages and a worker is
         idle, the range's walker hands the later half of its time span to that worker, right after
@@ -145,6 +137,7 @@ class Pager:
         """
         out = Scan()
         walk = Walk(ranges=[Range(lo, hi)], threshold=SPLIT_PAGES * self.per_page)
+        started = self.requests
 
         async def worker(job: Range | None) -> None:
             while True:
@@ -162,85 +155,135 @@ class Pager:
             *(worker(walk.ranges[0] if i == 0 else None) for i in range(self.workers))
         )
         out.ranges = len(walk.ranges)
+        out.requests = self.requests - started
         return out
 
     async def _walk(self, r: Range, lo: int, hi: int, sink: Sink, out: Scan, walk: Walk) -> None:
-        """Page 1 of [r.cursor, r.hi) until the range is done.
-
-        Each answer is the first page of the range as it is at that moment, so logs that stay in
-        the window are never skipped, whatever comes and goes. The next cursor is the last
-        millisecond of the answer (fetched again, for the logs of that millisecond beyond the
-        page). A page all in one millisecond is taken by `_millisecond`. Every answer's count is
-        checked against what the previous answers imply (`Range.expect`, or the sum of both
-        halves after a split): a difference means logs came or went in the range.
-        """
+        """Page 1 of [r.cursor, r.hi) minus the cursor's logs already read, until the range is
+        done; a millisecond too crowded for one `neq` list goes to `millisecond`."""
         while r.cursor < r.hi:
-            result, stamps = await self.fetch(r.cursor, r.hi)
-            out.requests += 1
+            if _neq_chars(r.seen) > NEQ_CHARS:
+                out.unverified += not await self.millisecond(r.cursor, r.seen, sink, lo, hi)
+                r.cursor, r.seen, r.expect, r.pair = r.cursor + 1, {}, None, None
+                continue
+            first = self.requests == 0
+            result, stamps = await self.fetch(r.cursor, r.hi, exclude=r.seen)
             self.deliver(sink, result.entries, stamps, lo, hi)
             total = result.total_count
-            if out.requests == 1:
+            if first:
                 out.first_total = total
             if r.expect is not None and total != r.expect:
-                out.changed = True
-            if r.pair is not None and r.pair.settle(r, total):
-                out.changed = True
+                out.changes_ahead += abs(total - r.expect)
+            if r.pair is not None:
+                out.changes_ahead += r.pair.settle(r, total)
             r.expect = r.pair = None
             self.held.staging.close_before(walk.low_water() // DAY_MS)
             if len(stamps) < self.per_page or total <= len(stamps):
                 return
             last = stamps[-1]
-            if stamps[0] == last:
-                ids = [e["id"] for e in result.entries]
-                # This page is the first of its millisecond: by id, if ties come ordered by id.
-                after = ids[-1] if ids == sorted(ids) else None
-                requests, complete, ties = await self._millisecond(last, sink, lo, hi, after)
-                out.requests += requests
-                out.changed |= not complete
-                # The answer counted [last, hi): all of it but the millisecond is still to come.
-                r.cursor, r.expect = last + 1, total - ties
-                continue
-            r.cursor = last
-            r.expect = total - sum(1 for s in stamps if s < last)
+            at_last = {
+                e["id"]: duration_of(e)
+                for e, s in zip(result.entries, stamps, strict=True)
+                if s == last
+            }
+            if last == r.cursor:  # a crowded millisecond: reconcile may cut it by duration
+                r.seen.update(at_last)
+                self.durations.update(r.seen)
+            else:
+                r.cursor, r.seen = last, at_last
+            r.expect = total - len(stamps)
             await walk.maybe_split(r)
 
-    async def _millisecond(
-        self, moment: int, sink: Sink, lo: int, hi: int, after: str | None
-    ) -> tuple[int, bool, int]:
-        """Every log of one millisecond: (requests, seen without changes, how many it holds).
-
-        By id (``id gt`` the last one seen), when the API orders the ties by id and honours the
-        filter: then logs that stay are never skipped. Otherwise by page numbers, again from page 1
-        when the count moves.
-        """
-        requests = 0
-        ties: int | None = None
-        while True:
-            try:
-                result, stamps = await self.fetch(moment, moment + 1, after_id=after)
-            except BadRequestError:
-                break  # no `id gt` here
-            requests += 1
-            ids = [e["id"] for e in result.entries]
-            if ids != sorted(ids) or (after is not None and ids and ids[0] <= after):
-                break  # ties are not ordered by id, or the filter is ignored
-            if ties is None:  # the page that led here held `per_page` of them already
-                ties = result.total_count + (self.per_page if after is not None else 0)
-            self.deliver(sink, result.entries, stamps, lo, hi)
-            if len(ids) < self.per_page or result.total_count <= len(ids):
-                return requests, True, ties
-            after = ids[-1]
-        for _ in range(TIE_ATTEMPTS):
-            page, first = 1, None
+    async def millisecond(
+        self, moment: int, seen: Seen, sink: Sink, lo: int, hi: int, *, limit: int | None = None
+    ) -> bool:
+        """Every log of one millisecond not in `seen` to `sink`; `seen` gains them. False when a
+        part of it could not be paged with a steady count (see the module doc), or when this
+        pager's requests reached `limit` first."""
+        steady = True
+        parts: list[tuple[int | None, int | None]] = [(None, None)]  # durations [a, b)
+        while parts:
+            a, b = parts.pop()
             while True:
-                result, stamps = await self.fetch(moment, moment + 1, page)
-                requests += 1
+                if limit is not None and self.requests >= limit:
+                    return False
+                mine = {i: d for i, d in seen.items() if within(d, a, b)}
+                if _neq_chars(mine) > NEQ_CHARS:
+                    cut = cut_durations(mine.values(), a)
+                    if cut is None:
+                        steady &= await self._by_pages(moment, a, b, seen, sink, lo, hi)
+                    else:
+                        parts += [(a, cut), (cut, b)]
+                    break
+                result, stamps = await self.fetch(
+                    moment, moment + 1, exclude=mine, extra=duration_filters(a, b)
+                )
                 self.deliver(sink, result.entries, stamps, lo, hi)
+                seen.update((e["id"], duration_of(e)) for e in result.entries)
+                if len(stamps) < self.per_page or result.total_count <= len(stamps):
+                    break
+        self.durations.update(seen)
+        return steady
+
+    async def _by_pages(
+        self, moment: int, a: int | None, b: int | None, seen: Seen, sink: Sink, lo: int, hi: int
+    ) -> bool:
+        """A part of one millisecond whose logs share one duration: by page numbers, believed
+        when one pass over its pages saw a steady count and that many distinct ids."""
+        extra = duration_filters(a, b)
+        for _ in range(TIE_ATTEMPTS):
+            page, first, ids = 1, None, set[str]()
+            while True:
+                result, stamps = await self.fetch(moment, moment + 1, page, extra=extra)
+                self.deliver(sink, result.entries, stamps, lo, hi)
+                seen.update((e["id"], duration_of(e)) for e in result.entries)
+                ids.update(e["id"] for e in result.entries)
                 if first is None:
                     first = result.total_count
                 elif result.total_count != first:
                     break
                 if len(stamps) < self.per_page or page * self.per_page >= first:
-                    return requests, True, first
+                    if len(ids) == first:
+                        return True
+                    break
                 page += 1
-        return requests, False, 0
+        return False
+
+
+def duration_of(entry: Mapping[str, Any]) -> int | None:
+    value = entry.get("duration")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def within(duration: int | None, a: int | None, b: int | None) -> bool:
+    """Whether a log of this duration is in the part [a, b) (None: unbounded; a log without a
+    duration only in the unbounded part)."""
+    if duration is None:
+        return a is None and b is None
+    return (a is None or duration >= a) and (b is None or duration < b)
+
+
+def cut_durations(durations: Iterable[int | None], low: int | None) -> int | None:
+    """A duration that splits a part's logs read so far in two non-empty halves, or None."""
+    known = sorted(d for d in durations if d is not None)
+    if not known or known[0] == known[-1]:
+        return None
+    cut = int(statistics.median_low(known))
+    if cut == known[0]:  # the lower half would be empty: the next duration up
+        cut = next(d for d in known if d > cut)
+    return cut if low is None or cut > low else None
+
+
+def duration_filters(a: int | None, b: int | None) -> list[dict[str, Any]]:
+    """Filters for duration in [a, b) (integers: gt a-1)."""
+    out = []
+    if a is not None:
+        out.append({"key": "duration", "operator": "gt", "value": [a - 1]})
+    if b is not None:
+        out.append({"key": "duration", "operator": "lt", "value": [b]})
+    return out
+
+
+def _neq_chars(ids: Iterable[str]) -> int:
+    """The JSON length of an `id neq` list of these ids."""
+    return sum(len(json.dumps(i)) + 1 for i in ids)

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 class Scan:
     """What one scan of a span saw."""
 
-    first_total: int = 0
+    first_total: int = 0  # the window's count when the pass began
     requests: int = 0
     ranges: int = 1
-    changed: bool = False  # an answer showed that logs ahead of the cursor came or went
+    changes_ahead: int = 0  # how far answers' counts moved from what the previous ones implied
+    unverified: int = 0  # crowded milliseconds a part of which never paged with a steady count
 
 
 @dataclass(eq=False)
@@ -30,6 +31,9 @@ class Range:
     cursor: int
     hi: int
     expect: int | None = None  # what the next answer should count if nothing changes
+    seen: dict[str, int | None] = field(
+        default_factory=dict
+    )  # the cursor's ms, read: id -> duration
     pair: Pair | None = None  # just split: the next answers of both halves are checked together
     done: bool = False
 
@@ -41,10 +45,10 @@ class Pair:
     expect: int
     counts: dict[int, int] = field(default_factory=dict)
 
-    def settle(self, half: Range, total: int) -> bool:
-        """Record one half's count; True once both are in and they do not add up."""
+    def settle(self, half: Range, total: int) -> int:
+        """Record one half's count; once both are in, by how much they miss the whole's."""
         self.counts[id(half)] = total
-        return len(self.counts) == 2 and sum(self.counts.values()) != self.expect
+        return abs(sum(self.counts.values()) - self.expect) if len(self.counts) == 2 else 0
 
 
 @dataclass(eq=False)
