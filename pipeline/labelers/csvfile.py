@@ -104,7 +104,13 @@ _TIE = 0.01
 
 def _detect(data: bytes) -> str | None:
     """The encoding charset-normalizer finds for `data` (a Python codec name), or None."""
-    matches = list(charset_normalizer.from_bytes(data[:DETECT_BYTES]))
+    sample = data
+    if len(data) > DETECT_BYTES:  # cut after a line break, never inside a character
+        cut = data.rfind(b"\n", 0, DETECT_BYTES) + 1 or DETECT_BYTES
+        if b"\x00" in data[:cut] and cut % 2:
+            cut += 1  # UTF-16 LE: the line break's second byte
+        sample = data[:cut]
+    matches = list(charset_normalizer.from_bytes(sample))
     if not matches:
         return None
     best = min(m.chaos for m in matches)

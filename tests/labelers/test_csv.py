@@ -420,6 +420,15 @@ def test_shift_jis_is_detected_not_decoded_as_cp1252(tmp_path: Path) -> None:
     assert set(out.labels["reason"].to_list()) <= set(JAPANESE)
 
 
+@pytest.mark.parametrize("pad", [0, 1, 2, 3])
+def test_a_large_shift_jis_file_is_detected_wherever_the_sample_ends(pad: int) -> None:
+    """Over 256 KiB the detector sees a sample: it ends at a line break, never inside a character."""
+    rows = "".join(f"L{i},up,{JAPANESE[i % 5]}\n" for i in range(20_000))
+    table = read_table(("log_id,feedback,reason\n" + "x" * pad + rows).encode("cp932"))
+    assert table.encoding == "cp932" and len(table.rows) == 20_000
+    assert table.rows[-1][2] == JAPANESE[19_999 % 5]
+
+
 def test_utf8_with_and_without_bom_is_utf8(tmp_path: Path) -> None:
     """UTF-8 stays UTF-8 (the fast path), with or without BOM, even with a cp1252-looking byte run."""
     body = "log_id,feedback,reason\nL1,up,Übergröße ✓\n"
