@@ -149,6 +149,40 @@ def _token_option(values: tuple[str, ...]) -> dict[str, str] | None:
 @click.option(
     "--fault-seed", type=int, default=0, show_default=True, help="Same seed, same faults."
 )
+@click.option(
+    "--ids",
+    "log_ids",
+    type=click.Choice(["cloudflare", "ulid", "uuid7", "hex64"]),
+    default="cloudflare",
+    show_default=True,
+    help="Id format of generated logs: cloudflare = UUIDv7 from 2026-10-08, ULID before.",
+)
+@click.option(
+    "--account-limit",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="A second limiter: over N requests per --account-window, 429 code 10040 (0: off).",
+)
+@click.option(
+    "--account-window", type=click.FloatRange(min=0, min_open=True), default=60.0,
+    show_default=True, metavar="SECONDS",
+)  # fmt: skip
+@click.option(
+    "--ip-limit", type=click.IntRange(min=0), default=0, metavar="N",
+    help="Requests per second per client IP, 429 code 1015 over it (Cloudflare: 200; 0: off).",
+)  # fmt: skip
+@click.option(
+    "--policy-name", default="default", show_default=True,
+    help='The policy name in Ratelimit headers ("default", "burst").',
+)  # fmt: skip
+@click.option(
+    "--legacy-headers", is_flag=True, help="Also send x-ratelimit-limit/-remaining/-reset."
+)
+@click.option(
+    "--no-list-feedback", is_flag=True,
+    help="Leave feedback and score out of list entries (the schema does not promise them).",
+)  # fmt: skip
 @click.option("--access-log", is_flag=True, help="Log every request.")
 def emulator_serve_command(
     host: str,
@@ -173,6 +207,13 @@ def emulator_serve_command(
     churn_insert: int,
     churn_delete: int,
     fault_seed: int,
+    log_ids: str,
+    account_limit: int,
+    account_window: float,
+    ip_limit: int,
+    policy_name: str,
+    legacy_headers: bool,
+    no_list_feedback: bool,
     access_log: bool,
 ) -> None:
     """Serve the emulated Logs API until Ctrl-C or SIGTERM; prints its base URL and tokens.
@@ -186,6 +227,7 @@ def emulator_serve_command(
       aigw-feedback emulator serve
       aigw-feedback emulator serve --port 0 --generate 5000 --random-seed 7
       aigw-feedback emulator serve --error-rate 0.05 --write-lag 2 --churn-insert 3
+      aigw-feedback emulator serve --account-limit 100 --no-list-feedback --policy-name burst
       CLOUDFLARE_API_TOKEN=demo-edit-token aigw-feedback run jobs/nightly.toml \\
           --base-url http://127.0.0.1:8787/client/v4
     """
@@ -211,6 +253,16 @@ def emulator_serve_command(
             churn_insert_per_list=churn_insert,
             churn_delete_per_list=churn_delete,
             seed=fault_seed,
+        ).updated(
+            {
+                "log_ids": log_ids,
+                "account_limit_requests": account_limit,
+                "account_limit_window": account_window,
+                "ip_limit_per_second": ip_limit,
+                "ratelimit_policy_name": policy_name,
+                "legacy_ratelimit_headers": legacy_headers,
+                "list_feedback": not no_list_feedback,
+            }
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -255,7 +255,11 @@ def seed_store(store: EmulatorStore, options: ServeOptions, now: datetime | None
     if options.generate is not None:
         end = datetime(now.year, now.month, now.day, tzinfo=UTC)
         logs = generate_logs(
-            options.generate, seed=options.random_seed, start=end - timedelta(days=7), end=end
+            options.generate,
+            seed=options.random_seed,
+            start=end - timedelta(days=7),
+            end=end,
+            ids=options.settings.log_ids,
         )
         source = f"generated {options.generate} logs (random seed {options.random_seed})"
     elif options.seed_file is not None or store.count(account, gateway) == 0:
