@@ -78,21 +78,21 @@ def _sheet(name: str, rows: Any, join_key: str) -> Table | str:
     """One sheet's rows (an iterator of value tuples from row 1) -> its Table, or why not."""
     head: list[list[str]] = []
     for values in rows:
-        head.append([_text(v).strip() for v in values])
+        head.append([_text(v) for v in values])
         if len(head) == HEADER_ROWS:
             break
     found = _header(head, join_key)
     if isinstance(found, str):
         return found
     at, columns = found
-    header = head[at]
+    header = [h.strip() for h in head[at]]
     while header and not header[-1]:
         header.pop()
     width = len(header)
     out: list[list[str]] = []
     lines: list[int] = []
     extra: list[str | None] = []
-    pending = ([_text(v) for v in r] for r in head[at + 1 :])
+    pending = iter(head[at + 1 :])
 
     def all_rows() -> Any:
         yield from pending
