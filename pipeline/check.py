@@ -119,7 +119,8 @@ class CheckResult:
             lines.append(f"       bucket: {b.quota:,} requests per {b.window_seconds:.0f} s{left}")
         if self.nightly_requests is not None and self.nightly_seconds is not None:
             lines.append(
-                f"       a nightly run at this volume: about {self.nightly_requests:,} requests, "
+                f"       a nightly run at this volume: about {self.nightly_requests:,} "
+                f"request{'s' if self.nightly_requests != 1 else ''}, "
                 f"{human(self.nightly_seconds)} at the job's budget"
             )
         lines += [f"  note {text}" for text in self.findings]

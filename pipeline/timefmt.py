@@ -38,11 +38,13 @@ def parse_iso(text: str) -> datetime:
 
 
 def human(seconds: float | None) -> str:
-    """A duration for people: 42 s, 12 min, 1.5 h ("-" when unknown)."""
+    """A duration for people: 42 s, 12 min, 1.5 h, 5.0 days ("-" when unknown)."""
     if seconds is None:
         return "-"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"
