@@ -15,7 +15,14 @@ JSON filters through extra_query; no pacing; its own retries).
    child that computes pages arithmetically (O(1) memory), so only the client's memory counts.
    Baseline: collect every entry in a list, then write one table (what a short script does).
 
+4. A crowded millisecond under churn (issue 11): --crowd logs (300) in one millisecond plus
+   --crowded-logs (9,000) over two days, 2 inserts and 1 delete on every list request while the
+   extract runs; logs lost that were present throughout, duplicates, list requests / the quiet
+   minimum (ceil(logs / 50)), for this extract, the extract before it (git, LEGACY_COMMIT) and
+   the SDK, each against a fresh emulator.
+
     .venv/bin/python bench/bench_extract.py [--logs 20000] [--seconds 12] [--rss-logs 1000000]
+        [--only requests|throughput|memory|crowded] [--crowded-logs 9000] [--crowd 300]
 """
 
 from __future__ import annotations
@@ -56,12 +63,14 @@ DAY = datetime(2026, 11, 1, tzinfo=UTC)
 WINDOW = Window(DAY, DAY + timedelta(days=1))
 
 EMULATOR = """
-import json, sys
-from pipeline.emulator.seed import generate_logs
+import json, random, sys
+from pipeline.emulator.seed import generate_logs, make_log
 from pipeline.emulator.server import running_emulator
 from pipeline.emulator.settings import EmulatorSettings
 args = json.loads(sys.argv[1])
 logs = generate_logs(args["n"], seed=1, start=args["start"], end=args["end"])
+rng = random.Random(2)
+logs += [make_log(rng, args["crowd_at"]) for _ in range(args.get("crowd", 0))]
 with running_emulator(EmulatorSettings(**args["settings"]), logs=logs) as server:
     print(server.base_url, flush=True)
     sys.stdin.read()  # serve until the parent closes our stdin
@@ -69,9 +78,17 @@ with running_emulator(EmulatorSettings(**args["settings"]), logs=logs) as server
 
 
 @contextmanager
-def emulator(n: int, **settings: Any) -> Iterator[str]:
-    """An emulator process holding n logs over WINDOW; yields its base URL."""
-    args = {"n": n, "start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat()}
+def emulator(
+    n: int, window: Window = WINDOW, crowd: int = 0, crowd_at: int = 0, **settings: Any
+) -> Iterator[str]:
+    """An emulator process holding n logs over `window` (and `crowd` more in the millisecond
+    `crowd_at`); yields its base URL."""
+    args: dict[str, Any] = {
+        "n": n,
+        "start": window.start.isoformat(),
+        "end": window.end.isoformat(),
+    }
+    args |= {"crowd": crowd, "crowd_at": crowd_at}
     args["settings"] = {"rate_limit_requests": 10**9, **settings}
     process = subprocess.Popen(
         [sys.executable, "-c", EMULATOR, json.dumps(args)],
@@ -113,10 +130,12 @@ def make_job(folder: Path, base_url: str, budget: str) -> JobConfig:
     return load_job(path, env={"CLOUDFLARE_API_TOKEN": DEFAULT_READ_TOKEN})
 
 
-def ours(job: JobConfig) -> tuple[ExtractResult, list[str], dict[str, Any]]:
+def ours(
+    job: JobConfig, window: Window = WINDOW, extract_fn: Any = None
+) -> tuple[ExtractResult, list[str], dict[str, Any]]:
     async def go() -> tuple[ExtractResult, dict[str, Any]]:
         async with open_client(job) as client:
-            result = await extract(job, WINDOW, client=client)
+            result = await (extract_fn or extract)(job, window, client=client)
             return result, client.budget.report(result.seconds)
 
     result, report = asyncio.run(go())
@@ -128,13 +147,13 @@ def ours(job: JobConfig) -> tuple[ExtractResult, list[str], dict[str, Any]]:
     return result, ids, report
 
 
-def sdk(base_url: str) -> list[str]:
+def sdk(base_url: str, window: Window = WINDOW) -> list[str]:
     """The baseline: the SDK's auto-pagination over the window, page+1 until an empty page."""
     import cloudflare
 
     filters = [
-        {"key": "created_at", "operator": "gt", "value": [_iso(WINDOW.start - timedelta(1e-3))]},
-        {"key": "created_at", "operator": "lt", "value": [_iso(WINDOW.end)]},
+        {"key": "created_at", "operator": "gt", "value": [_iso(window.start - timedelta(1e-3))]},
+        {"key": "created_at", "operator": "lt", "value": [_iso(window.end)]},
     ]
     with cloudflare.Cloudflare(api_token=DEFAULT_READ_TOKEN, base_url=base_url) as client:
         pages = client.ai_gateway.logs.list(
@@ -261,6 +280,90 @@ def throughput(seconds: float) -> None:
     ours_rate = rows[0][4] / rows[0][2]
     sdk_rate = rows[1][4] / rows[1][2]
     print(f"  ratio ours/sdk logs per second: {ours_rate / sdk_rate:.2f}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. a crowded millisecond under steady churn
+
+LEGACY_COMMIT = "f825529"  # the extract before the exact walker (issue 11's "today's code")
+
+
+def legacy_extract() -> Any:
+    """The extract of LEGACY_COMMIT, loaded from git as its own package (``legacy_extract``)."""
+    import importlib
+
+    folder = Path(tempfile.mkdtemp(prefix="legacy-extract-"))
+    package = folder / "legacy_extract"
+    package.mkdir()
+    for name in ("__init__", "paging", "ranges", "reconcile", "rows", "staging"):
+        text = subprocess.run(
+            ["git", "show", f"{LEGACY_COMMIT}:pipeline/extract/{name}.py"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        (package / f"{name}.py").write_text(
+            text.replace("pipeline.extract", "legacy_extract"), encoding="utf-8"
+        )
+    sys.path.insert(0, str(folder))
+    return importlib.import_module("legacy_extract").extract
+
+
+def crowded(n: int, crowd: int) -> None:
+    """Two days of n logs plus `crowd` in one millisecond; 2 inserts and 1 delete on every list
+    request (anywhere in the stored range, so behind the client's position too) while each
+    extract runs. Truth: the window's ids before (quiet) and after (quiet again)."""
+    window = Window(DAY, DAY + timedelta(days=2))
+    crowd_at = int((DAY + timedelta(hours=30)).timestamp() * 1000) + 123
+    churn = {"churn_insert_per_list": 2, "churn_delete_per_list": 1}
+    quiet = {"churn_insert_per_list": 0, "churn_delete_per_list": 0}
+    print(
+        f"\n== 4. a millisecond holding {crowd} logs + {n:,} logs over two days, "
+        "2 inserts and 1 delete on every list request during the extract"
+    )
+    rows = []
+    for who in ("ours", "today", "sdk"):
+        with emulator(n, window, crowd, crowd_at) as url, tempfile.TemporaryDirectory() as tmp:
+            at_start = set(sdk(url, window))
+            minimum = -(-len(at_start) // 50)
+            admin(url, "/config", churn)
+            before = list_requests(url)
+            started = time.perf_counter()
+            exit_code = ""
+            if who == "sdk":
+                got = sdk(url, window)
+            else:
+                job = make_job(Path(tmp), url, "requests_per_period = 1000000\nperiod = 300")
+                fn = extract if who == "ours" else legacy_extract()
+                result, got, _ = ours(job, window, fn)
+                exit_code = f", exit {result.exit_code}"
+            seconds = time.perf_counter() - started
+            requests = list_requests(url) - before
+            admin(url, "/config", quiet)
+            at_end = set(sdk(url, window))
+            stayed = at_start & at_end
+            lost = len(stayed - set(got))
+            dupes = len(got) - len(set(got))
+            rows.append((who, lost, dupes, requests, minimum))
+            print(
+                f"  {who:5s} lost {lost:4d} of {len(stayed):,} present throughout, duplicates "
+                f"{dupes}, {requests:,} list requests = {requests / minimum:.2f}x the quiet "
+                f"minimum {minimum} ({seconds:.1f} s{exit_code}); held {len(set(got)):,}, "
+                f"the window now {len(at_end):,}"
+            )
+            if who == "ours":
+                data = result.to_json()
+                print(
+                    "        reported: count at start {count_at_start:,}, arrived {arrived}, "
+                    "vanished {vanished}, changes ahead {changes_ahead}, pass "
+                    "{pass_requests} + extra {extra_requests} (bound {extra_bound}), "
+                    "unsettled ranges {n}".format(n=len(data["unsettled_ranges"]), **data)
+                )
+    ok = rows[0][1] == 0 and rows[0][2] == 0 and rows[0][3] <= 1.5 * rows[0][4]
+    print(
+        f"  goal (ours: 0 lost, 0 duplicates, <= 1.5x the minimum) -> {'met' if ok else 'NOT met'}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,7 +506,9 @@ def main() -> None:
     parser.add_argument("--churn-requests", type=int, default=150)
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--rss-logs", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=["requests", "throughput", "memory"])
+    parser.add_argument("--crowded-logs", type=int, default=9_000)
+    parser.add_argument("--crowd", type=int, default=300)
+    parser.add_argument("--only", choices=["requests", "throughput", "memory", "crowded"])
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -416,6 +521,8 @@ def main() -> None:
         throughput(args.seconds)
     if args.only in (None, "memory"):
         memory(args.rss_logs)
+    if args.only in (None, "crowded"):
+        crowded(args.crowded_logs, args.crowd)
 
 
 if __name__ == "__main__":
