@@ -434,18 +434,14 @@ async def plan(
     extracted = read_extract(job, run, ids if use_extract else ids.head(0))
     extracted = extracted.with_columns(found_in=pl.lit("extract"))
     outside = ids.filter(~ids.is_in(extracted.get_column("id").implode())).to_list()
-    bare = extracted.filter(~pl.col("known")).height
     lists, most_gets = lookup_cost(len(outside))
-    if outside or bare:
+    if outside:
         log.info(
-            "plan %s: looking up %d logs outside the window (%d list requests, up to %d GETs) "
-            "and %d whose feedback the list did not show (up to %d GETs)",
+            "plan %s: looking up %d logs outside the window: %d list requests, up to %d GETs",
             run.run_id,
             len(outside),
             lists,
             most_gets,
-            bare,
-            min(bare, MAX_GETS),
         )
 
     before = client.stats.requests
