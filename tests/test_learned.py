@@ -50,6 +50,10 @@ def test_a_window_without_logs_says_what_it_may_mean(
     assert result.status == "nothing_to_do"
     (note,) = [n for n in _learned(result) if "held no logs" in n]
     assert "new logging" in note and "aigw-feedback check" in note
+    report = (result.report or Path()).with_suffix(".json")
+    assert note in json.loads(report.read_text())["notes"]
+    assert "held no logs" in (result.report or Path()).read_text()
+    assert "held no logs" in report.with_suffix(".md").read_text()
 
 
 def test_a_server_limit_unlike_the_jobs_is_named(

@@ -119,6 +119,9 @@ def assemble(
         "status": status,
         "exit_code": exit_code(status, error),
         "problems": problems,
+        # What the run found out for free from its answers: a window with no logs, the server's
+        # limit, others on the bucket (check.learned_by_run). Worth a look; not a failure.
+        "notes": [str(n) for n in outcome.get("learned") or []],
         "error": dict(error) if error is not None else None,
         "stopped": outcome.get("stopped") or None,
         "attempts": _int(outcome.get("attempts")),

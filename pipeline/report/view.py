@@ -37,9 +37,10 @@ def headline(data: Mapping[str, Any]) -> tuple[str | None, str | None, list[str]
     """What the report opens with: the cause of a failed or partial run (the first problem), or
     the sentence for its status; then the other problems (for an ok run: what to look at)."""
     status, problems = str(data["status"]), list(data["problems"])
+    notes = [str(n) for n in data.get("notes") or []]  # what the run noticed (outcome "learned")
     if status in ("failed", "partial") and problems:
-        return problems[0], None, problems[1:]
-    return None, STATUS_SENTENCES.get(status), problems
+        return problems[0], None, problems[1:] + notes
+    return None, STATUS_SENTENCES.get(status), problems + notes
 
 
 def status_word(data: Mapping[str, Any]) -> str:
