@@ -68,8 +68,8 @@ def spread(n: int, start_ms: int = DAY_MS, span_ms: int = 86_400_000, seed: int 
 
 
 def test_a_day_is_extracted_exactly_in_one_request_per_50_logs(tmp_path: Path) -> None:
-    """A quiet day of 1,234 logs costs about one request per 50 logs (each page fetches its last
-    millisecond again, plus one check) and lands in that day's partition, once each."""
+    """A quiet day of 1,234 logs costs the minimum, one request per 50 logs, plus one count to
+    check, and lands in that day's partition, once each."""
     stamps = spread(1234)
     before, after = DAY_MS - 5, DAY_MS + 86_400_000  # just outside the window on both sides
     emulator = Emulator(logs_at([before, *stamps, after]))
@@ -80,8 +80,9 @@ def test_a_day_is_extracted_exactly_in_one_request_per_50_logs(tmp_path: Path) -
     ids = extracted_ids(job)
     assert sorted(ids) == sorted(emulator.ids(WINDOW))
     assert len(ids) == len(set(ids)) == 1234
-    assert result.requests <= math.ceil(1234 / 49) + 3
+    assert result.requests == math.ceil(1234 / 50) + 1
     assert result.complete and result.total_count == 1234 and result.note == ""
+    assert (result.arrived, result.vanished, result.changes_ahead) == (0, 0, 0)
     assert result.partitions == ("logs/gateway=demo-gateway/date=2026-11-01",)
     data = result.to_json()
     assert {"logs", "requests", "partitions"} <= set(data) and data["logs"] == 1234
@@ -120,6 +121,41 @@ def test_thousands_of_logs_in_one_millisecond_are_all_found(tmp_path: Path) -> N
     assert len(ids) == len(set(ids)) == len(stamps)
     assert set(ids) == set(emulator.ids(WINDOW))
     assert result.complete and result.requests <= 1.2 * math.ceil(len(stamps) / 50)
+
+
+def test_300_logs_in_one_millisecond_cost_what_300_logs_anywhere_cost(tmp_path: Path) -> None:
+    """A millisecond of 300 logs among 200 others: one request per 50 logs and one check, no
+    log twice (the ids already read are left out of the next question)."""
+    tie = DAY_MS + 7_200_000
+    stamps = [tie] * 300 + spread(200)
+    emulator = Emulator(logs_at(stamps))
+    job = make_job(tmp_path)
+    transport = emulator.transport()
+
+    result = run_extract(job, WINDOW, transport)
+
+    ids = extracted_ids(job)
+    assert len(ids) == len(set(ids)) == 500 and set(ids) == set(emulator.ids(WINDOW))
+    assert result.complete and transport.lists <= math.ceil(500 / 50) + 2
+
+
+def test_a_crowded_millisecond_of_one_duration_is_paged_and_checked_by_counts(
+    tmp_path: Path,
+) -> None:
+    """400 logs sharing one millisecond and one duration (nothing to cut them by): paged by
+    numbers, believed because the count held steady and that many ids came; exact, exit 0."""
+    tie = DAY_MS + 7_200_000
+    logs = logs_at([tie] * 400 + spread(100))
+    for log in logs[:400]:
+        log["duration"] = 120
+    emulator = Emulator(logs)
+    job = make_job(tmp_path)
+
+    result = run_extract(job, WINDOW, emulator.transport())
+
+    ids = extracted_ids(job)
+    assert len(ids) == len(set(ids)) == 500 and set(ids) == set(emulator.ids(WINDOW))
+    assert result.complete and result.unverified_ms == 0
 
 
 def test_a_big_window_is_walked_by_several_requests_at_once(tmp_path: Path) -> None:
@@ -394,6 +430,7 @@ def test_churn_that_never_stops_is_reported_not_hidden(tmp_path: Path) -> None:
     assert "extract again" in result.note and "unsettled: 2026-11-01T" in result.note
     assert result.exit_code == 1 and "warning: logs were still being added" in result.summary()
     assert result.extra_requests <= result.extra_bound + 4
+    assert ExtractResult.from_json(json.loads(json.dumps(result.to_json()))) == result
 
 
 # ---------------------------------------------------------------------------------------------

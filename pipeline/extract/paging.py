@@ -15,7 +15,7 @@ are never used across a changing set, and nothing relies on the order of ties:
    question: no log is fetched twice on a quiet gateway, so the pass costs the minimum,
    ceil(logs / 50) requests.
 2. **Crowded milliseconds** (``millisecond``). Once the ids of one millisecond would make the
-   ``neq`` list too long for one URL (``NEQ_CHARS``, about 250 ids), that millisecond is cut
+   ``neq`` list too long for one URL (``NEQ_CHARS``, about 300 ids), that millisecond is cut
    into parts by ``duration`` (``gt``/``lt``, always present and never changed after the log is
    written), at the median of the durations read so far, and each part is paged the same way:
    page 1 of the part minus its logs already read, until an answer holds all that is left. A part
@@ -26,6 +26,13 @@ are never used across a changing set, and nothing relies on the order of ties:
    a difference means logs arrived or vanished ahead of the cursor (counted, ``changes_ahead``;
    harmless: arrivals are read when the cursor gets there, vanished logs are never read). Up to
    ``budget.concurrency`` stretches of the window are walked side by side (``ranges``).
+
+Why not ``id gt`` or page numbers inside a millisecond: ids are opaque (sorting them means
+nothing, and ``gt`` on them is not a documented order), the order of ties is whatever the API
+gives and need not stay the same between two requests, and page numbers shift as soon as a log
+of the millisecond vanishes. ``neq`` relies on none of that: an answer is the first logs not yet
+read, whatever their order. Cutting by ``duration`` assumes every log has one (Cloudflare's list
+entries always carry it); a part is believed only when its last answer held all that was left.
 
 Changes behind the cursor cannot show in the pass: ``reconcile`` finds them by counting.
 """
@@ -47,7 +54,7 @@ from pipeline.gateway.client import LogEntry, LogPage, LogsClient
 from pipeline.progress import Task
 from pipeline.timefmt import iso_ms
 
-NEQ_CHARS = 7_500  # JSON length of one `id neq` list: with the rest, a URL of about 10 kB
+NEQ_CHARS = 9_000  # JSON of one `id neq` list: ~310 ULIDs, a URL of ~11 kB (16 kB is the usual cap)
 SPLIT_PAGES = 20  # a range with more pages than this left is shared with an idle worker
 TIE_ATTEMPTS = 3  # a part of one millisecond and one duration, paged by numbers until steady
 
