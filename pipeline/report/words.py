@@ -61,6 +61,7 @@ REASONS = {
     "bad_feedback": "feedback not understood",
     "bad_score": "score not a number from 0 to 100",
     "no_label": "neither feedback nor score",
+    "broken_quote": "a quote that never closes",
     "unknown_key": "matches no extracted log",
     "ambiguous_key": "matches several logs",
     "not_sent": "an answer for a log that was not sent",
