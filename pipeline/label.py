@@ -33,29 +33,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
 
 from pipeline.config import JobConfig
-from pipeline.gateway.client import LogsClient
 from pipeline.labelers.base import (
     ROW,
     Clock,
     LabelContext,
     Labeler,
+    LabelerOutput,
     empty_labels,
     utc_now,
 )
-from pipeline.labelers.combine import combine, combine_streamed
-from pipeline.labelers.csv import CsvLabeler
-from pipeline.labelers.external import ExternalLabeler
-from pipeline.labelers.rules import RulesLabeler
 from pipeline.result import StageResult
 from pipeline.schemas import LABEL_SCHEMA, LOG_SCHEMA, UTC_MS
 from pipeline.state import store
 from pipeline.state.store import RunInfo
+
+if TYPE_CHECKING:  # the labelers import openpyxl, the gateway...: only when the stage runs
+    from pipeline.gateway.client import LogsClient
+    from pipeline.labelers.rules import RulesLabeler
 
 # One row per labeled log: what the plan applies, and where it came from.
 CHOSEN_SCHEMA = pa.schema(
@@ -155,6 +155,10 @@ async def label(
     The window's logs are never held in memory: they stream from the extract's Parquet files,
     once for the rules' counts, once per output (labels, chosen, analysis); what is held grows
     with the CSV and external labels (and, while the CSV labeler runs, the window's ids)."""
+    from pipeline.labelers.combine import combine_streamed
+    from pipeline.labelers.external import ExternalLabeler
+    from pipeline.labelers.rules import RulesLabeler
+
     now = (clock or utc_now)()
     started = time.monotonic()
     window = scan_window(job, run)
@@ -174,10 +178,13 @@ async def label(
         if isinstance(labeler, ExternalLabeler):
             context = LabelContext(run.run_id, now, _labeled(frames, rules, stats, now), client)
             output = await labeler.label(window, context)
-        else:  # the CSV labeler needs only the window's ids (their position is `_row`)
-            ids = window.select("id").collect(engine="streaming")
-            output = await labeler.label(ids, LabelContext(run.run_id, now, None, client))
-            del ids
+        else:
+            # The CSV labeler looks its rows up in the frame it is given, in memory (a hash of
+            # every window id: 10M ids would cost GBs). Given no logs it finds none; the labels
+            # are then placed in the window here, streamed (`window_rows`).
+            none = pl.DataFrame(schema={"id": pl.String})
+            output = await labeler.label(none, LabelContext(run.run_id, now, None, client))
+            output = window_rows(output, window)
         accounts[labeler.kind] = output.accounting
         frames.append(output.labels)
     held = pl.concat(frames, how="diagonal") if frames else empty_labels()
@@ -237,6 +244,35 @@ async def label(
     )
     store.write_json_atomic(result.to_json(), run.paths.stage_result("label"))
     return result
+
+
+def window_rows(output: LabelerOutput, window: pl.LazyFrame) -> LabelerOutput:
+    """The CSV labeler's labels with `_row` set for the logs in the window (one streamed pass
+    over the window's ids against the labels' ids), and its per-file `outside_window` counts
+    (labels for logs the window does not hold) from that."""
+    labels = output.labels
+    keys = labels.select("log_id").unique()
+    found = (
+        window.select(pl.col("id").alias("log_id"), pl.col(ROW))
+        .join(keys.lazy(), on="log_id", how="semi")
+        .collect(engine="streaming")
+    )
+    labels = labels.drop(ROW, strict=False).join(
+        found, on="log_id", how="left", maintain_order="left"
+    )
+    outside = dict(labels.filter(pl.col(ROW).is_null()).group_by("source").len().iter_rows())
+    acct = dict(output.accounting)
+    files = [dict(f) for f in acct.get("by_file") or []]
+    for entry in files:
+        if entry.get("status") == "applied":
+            name = Path(str(entry.get("path") or entry.get("name"))).name
+            entry["outside_window"] = int(outside.get(f"csv:{name}", 0))
+    if files:
+        acct["by_file"] = files
+        acct["outside_window"] = sum(
+            int(f.get("outside_window") or 0) for f in files if f.get("status") == "applied"
+        )
+    return LabelerOutput(labels, acct)
 
 
 def _count(window: pl.LazyFrame) -> int:
@@ -301,6 +337,10 @@ def _labeled(
 def build_labelers(job: JobConfig, run: RunInfo, *, consume_inbox: bool = True) -> list[Labeler]:
     """The enabled labelers, in the order they run: csv, rules, external (last, so that `send =
     "unlabeled"` knows what the others labeled)."""
+    from pipeline.labelers.csv import CsvLabeler
+    from pipeline.labelers.external import ExternalLabeler
+    from pipeline.labelers.rules import RulesLabeler
+
     labelers: list[Labeler] = []
     if job.labels.csv.enabled:
         known = None
@@ -351,6 +391,8 @@ def choose(
     window_ids: pl.Series,
 ) -> pl.DataFrame:
     """One row per log: the highest-precedence source's label (CHOSEN_SCHEMA columns)."""
+    from pipeline.labelers.combine import combine
+
     return combine(labels, window_ids, precedence, rule_order).chosen().collect()
 
 

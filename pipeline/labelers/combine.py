@@ -121,6 +121,7 @@ class Combined:
     labeled_at: list[pl.Expr]
     has_feedback: list[bool]
     has_score: list[bool]
+    details: pl.DataFrame  # _row, and r<i>/t<i> (reason, labeled_at) of the held labels
 
     def chosen(self) -> pl.LazyFrame:
         """One row per log with a label from an eligible source (CHOSEN_SCHEMA columns), by
@@ -134,25 +135,37 @@ class Combined:
             return pl.coalesce([pl.when(win == i).then(value(i)) for i in picks])
 
         names = self.sources[: self.eligible]
-        return (
+        # Sorting holds every chosen row: sort a narrow frame (the row's source as a number),
+        # then name the source and fetch the held labels' reasons by `_row`, batch by batch.
+        narrow = (
             self.wide.filter(win.is_not_null())
             .select(
                 pl.col("log_id"),
+                pl.col(ROW),
+                win,
                 pick(lambda i: pl.col(f"f{i}")).cast(pl.Int8).alias("feedback"),
                 pick(lambda i: pl.col(f"s{i}")).cast(pl.Float64).alias("score"),
-                win.replace_strict(list(picks), names, return_dtype=pl.String).alias("source"),
-                win.replace_strict(
-                    list(picks), [kind_of(s) for s in names], return_dtype=pl.String
-                ).alias("kind"),
-                pick(lambda i: self.reason[i]).cast(pl.String).alias("reason"),
-                pick(lambda i: self.labeled_at[i]).alias("labeled_at"),
-                (pl.col(ROW) < self.window).alias("in_window"),
                 pl.col("n").cast(pl.Int32).alias("sources"),
                 ((pl.col("pos") > 0) & (pl.col("neg") > 0)).alias("disagree"),
             )
             .sort("log_id")
-            .cast(CHOSEN_COLUMNS)
         )
+        if self.details.width > 1:
+            narrow = narrow.join(self.details.lazy(), on=ROW, how="left", maintain_order="left")
+        return narrow.select(
+            pl.col("log_id"),
+            pl.col("feedback"),
+            pl.col("score"),
+            win.replace_strict(list(picks), names, return_dtype=pl.String).alias("source"),
+            win.replace_strict(
+                list(picks), [kind_of(s) for s in names], return_dtype=pl.String
+            ).alias("kind"),
+            pick(lambda i: self.reason[i]).cast(pl.String).alias("reason"),
+            pick(lambda i: self.labeled_at[i]).alias("labeled_at"),
+            (pl.col(ROW) < self.window).alias("in_window"),
+            pl.col("sources"),
+            pl.col("disagree"),
+        ).cast(CHOSEN_COLUMNS)
 
     def analysis(self) -> dict[str, Any]:
         """Per source and per kind: labels, coverage, polarity, overlaps, conflicts, chosen; and
@@ -343,7 +356,8 @@ def combine_streamed(
         else pl.lit(None, pl.Int32)
     )
     wide = wide.with_columns(*_per_log(list(range(len(sources)))), win.alias("win"))
-    return Combined(size, sources, eligible, wide, reason, labeled_at, has_f, has_s)
+    details = framed.select(ROW, *[c for c in framed.columns if c[0] in "rt" and c[1:].isdigit()])
+    return Combined(size, sources, eligible, wide, reason, labeled_at, has_f, has_s, details)
 
 
 def _table_exprs(
