@@ -88,6 +88,13 @@ class ExtractResult(StageResult):
             f"({self.seconds:.1f} s), {days} partition{'s' if days != 1 else ''}"
             + (f" ({self.partitions[0]})" if days == 1 else "")
         ]
+        if self.arrived or self.vanished or self.changes_ahead:
+            start = "" if self.count_at_start is None else f"{self.count_at_start:,} at the start, "
+            lines.append(
+                f"logs changed while extracting: {self.arrived:,} arrived and {self.vanished:,} "
+                f"vanished where already read, counts moved by {self.changes_ahead:,} ahead; the "
+                f"API counted {start}{self.total_count:,} at the end"
+            )
         if not self.complete:
             lines.append(f"warning: {self.note}")
         return "\n".join(lines)
@@ -229,7 +236,8 @@ def _note(settled: Settled, unverified: int, logs: int, bound: int) -> str:
         more = len(settled.unsettled) - 3
         parts.append(
             f"logs were still being added or deleted in the window after {bound:,} extra "
-            f"requests, {settled.rounds} rounds of checks (the API last counted "
+            f"requests, {settled.rounds} round{'s' if settled.rounds != 1 else ''} of checks "
+            f"(the API last counted "
             f"{settled.total:,}; {logs:,} were extracted); unsettled: {spans}"
             + (f" and {more} more" if more > 0 else "")
         )
