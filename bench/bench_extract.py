@@ -388,12 +388,18 @@ def _fake_api(n: int) -> httpx.MockTransport:
     def handler(request: httpx.Request) -> httpx.Response:
         params = request.url.params
         lo, hi = 0, n
+        excluded: set[int] = set()
         for f in json.loads(params.get("filters", "[]")):
+            if f["key"] == "id":  # `id neq`: the logs of the cursor's millisecond already read
+                excluded.update(int(v.removeprefix("01JB")) for v in f["value"])
+                continue
             at = datetime.fromisoformat(f["value"][0]).timestamp() * 1000
             if f["operator"] == "gt":
                 lo = max(lo, index_at(at + 1))
             elif f["operator"] == "lt":
                 hi = min(hi, index_at(at))
+        while lo in excluded:  # one log per millisecond here: the excluded ones come first
+            lo += 1
         page, per_page = int(params.get("page", 1)), int(params.get("per_page", 20))
         first = lo + (page - 1) * per_page
         entries = []
