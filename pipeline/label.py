@@ -22,6 +22,12 @@ before trusting it. A log whose sources gave opposite feedback is a conflict: it
 by precedence, and counted (``conflicts``), never hidden.
 
 Labels for logs outside the window (old logs named in a CSV) are kept; the plan looks them up.
+
+Memory: the window's logs are never collected. They stream from the extract's Parquet files
+(`scan_window`, numbered `_row` in scan order) through polars' streaming engine: once for the rules'
+counts, once to place the CSV labels, once each for labels.parquet, chosen.parquet and the
+analysis. What is held grows with the labels kept as frames (CSV, external) and, while
+chosen.parquet is sorted, with the chosen rows (a narrow frame: id, row, source number, values).
 """
 
 from __future__ import annotations
@@ -44,7 +50,6 @@ from pipeline.labelers.base import (
     Clock,
     LabelContext,
     Labeler,
-    LabelerOutput,
     empty_labels,
     utc_now,
 )
@@ -184,13 +189,16 @@ async def label(
             # are then placed in the window here, streamed (`window_rows`).
             none = pl.DataFrame(schema={"id": pl.String})
             output = await labeler.label(none, LabelContext(run.run_id, now, None, client))
-            output = window_rows(output, window)
         accounts[labeler.kind] = output.accounting
         frames.append(output.labels)
-    held = pl.concat(frames, how="diagonal") if frames else empty_labels()
+    held = place(pl.concat(frames, how="diagonal") if frames else empty_labels(), window)
+    if "csv" in accounts:
+        accounts["csv"] = _outside_window(accounts["csv"], held)
     computed = rules.computed(now, stats) if rules is not None else []
     rule_order = [r.name for r in job.labels.rules]
-    combined = combine_streamed(held, window, size, job.load.precedence, rule_order, computed)
+    combined = combine_streamed(
+        held, window, size, job.load.precedence, rule_order, computed, placed=True
+    )
     analysis = combined.analysis()
     csv_acct = accounts.get("csv", {})
     analysis.update(
@@ -246,33 +254,38 @@ async def label(
     return result
 
 
-def window_rows(output: LabelerOutput, window: pl.LazyFrame) -> LabelerOutput:
-    """The CSV labeler's labels with `_row` set for the logs in the window (one streamed pass
-    over the window's ids against the labels' ids), and its per-file `outside_window` counts
-    (labels for logs the window does not hold) from that."""
-    labels = output.labels
+def place(labels: pl.DataFrame, window: pl.LazyFrame) -> pl.DataFrame:
+    """Labels with `_row` set for the logs in the window (one streamed pass over the window's
+    ids against the labels' few ids); null for logs outside it. Row order is kept."""
     keys = labels.select("log_id").unique()
     found = (
         window.select(pl.col("id").alias("log_id"), pl.col(ROW))
         .join(keys.lazy(), on="log_id", how="semi")
         .collect(engine="streaming")
     )
-    labels = labels.drop(ROW, strict=False).join(
+    return labels.drop(ROW, strict=False).join(
         found, on="log_id", how="left", maintain_order="left"
     )
-    outside = dict(labels.filter(pl.col(ROW).is_null()).group_by("source").len().iter_rows())
-    acct = dict(output.accounting)
+
+
+def _outside_window(acct: dict[str, Any], held: pl.DataFrame) -> dict[str, Any]:
+    """The CSV accounting with per-file `outside_window` (labels for logs the window does not
+    hold) counted from where `place` put them."""
+    csv_labels = held.filter(pl.col("source").str.starts_with("csv:") & pl.col(ROW).is_null())
+    outside = dict(csv_labels.group_by("source").len().iter_rows())
     files = [dict(f) for f in acct.get("by_file") or []]
+    if not files:
+        return acct
     for entry in files:
         if entry.get("status") == "applied":
             name = Path(str(entry.get("path") or entry.get("name"))).name
             entry["outside_window"] = int(outside.get(f"csv:{name}", 0))
-    if files:
-        acct["by_file"] = files
-        acct["outside_window"] = sum(
-            int(f.get("outside_window") or 0) for f in files if f.get("status") == "applied"
-        )
-    return LabelerOutput(labels, acct)
+    applied = [f for f in files if f.get("status") == "applied"]
+    return {
+        **acct,
+        "outside_window": sum(int(f.get("outside_window") or 0) for f in applied),
+        "by_file": files,
+    }
 
 
 def _count(window: pl.LazyFrame) -> int:

@@ -83,7 +83,7 @@ class Computed:
 
 
 def _resolve_rows(
-    labels: pl.DataFrame, window: pl.LazyFrame, size: int
+    labels: pl.DataFrame, window: pl.LazyFrame, size: int, *, placed: bool = False
 ) -> tuple[pl.DataFrame, int]:
     """Labels with `_row` filled in: a label without one is looked up among the window's ids
     (one streamed semi-join against the labels' few ids); the rest, logs outside the window, are
@@ -95,7 +95,9 @@ def _resolve_rows(
         return labels, 0
     keys = missing.select("log_id").unique()
     found = (
-        window.select(pl.col("id").alias("log_id"), pl.col(ROW).alias("_r"))
+        pl.DataFrame(schema={"log_id": pl.String, "_r": pl.UInt32})
+        if placed  # the caller looked them up already: these are outside the window
+        else window.select(pl.col("id").alias("log_id"), pl.col(ROW).alias("_r"))
         .join(keys.lazy(), on="log_id", how="semi")
         .collect(engine="streaming")
     )
@@ -283,10 +285,13 @@ def combine_streamed(
     precedence: Sequence[str],
     rule_order: Sequence[str],
     computed: Sequence[Computed] = (),
+    *,
+    placed: bool = False,
 ) -> Combined:
     """The wide frame over `window` (a lazy scan of the window's logs with `_row`, `size` rows)
-    for the frame `labels` (LABEL_SCHEMA, optionally with `_row`) and the `computed` sources."""
-    labels, _ = _resolve_rows(labels, window, size)
+    for the frame `labels` (LABEL_SCHEMA, optionally with `_row`) and the `computed` sources.
+    `placed`: a label without `_row` is known to be outside the window (not looked up)."""
+    labels, _ = _resolve_rows(labels, window, size, placed=placed)
     by_name = {c.source: c for c in computed}
     sources = order_sources(
         [*labels["source"].unique().to_list(), *by_name], precedence, rule_order

@@ -17,7 +17,12 @@ columns.
 
 A rule labels the logs where `when` is true. A feedback expression must give -1 or 1 and a score
 expression 0..100; other values (and nulls) mean "no opinion" for that field and are counted as
-`invalid_feedback` / `invalid_score`. Each rule is its own source, ``rule:<name>``; when several rules
+`invalid_feedback` / `invalid_score`.
+
+A rule that aggregates over the logs (``duration > AVG(duration)``, ``MAX(...)``, a window function
+``OVER (...)``) gives the right labels too, but it cannot be evaluated batch by batch: polars then
+holds the columns that rule reads for the whole window (measured at 1M logs: 267 MB against 175 MB
+for a row-wise rule over the same columns), so memory grows with the logs again. Each rule is its own source, ``rule:<name>``; when several rules
 label a log, the one listed first in the job file wins (see `pipeline.label`).
 """
 
