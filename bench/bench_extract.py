@@ -7,7 +7,7 @@ JSON filters through extra_query; no pacing; its own retries).
 1. Requests per 1,000 logs and correctness. An emulator in its own process (loopback HTTP) holds
    --logs logs over one day. Quiet, then with churn (2 logs inserted anywhere and 2 deleted on
    every list request, stopped after --churn-requests requests): ids missed and duplicated
-   against the window's logs at the end.
+   against the window's logs at the end, and logs lost of those present from start to end.
 2. Throughput. The emulator limited to 600 requests per 10 s (Cloudflare's 1200 per 300 s scaled
    up so it runs in seconds), 5 ms latency; the extract with the same budget (headroom 0.9:
    54 requests/s) for about --seconds; then the SDK on the same. Share of the budget used, 429s.
@@ -193,6 +193,7 @@ def requests_per_thousand(n: int, churn_requests: int) -> None:
                     stop_after = churn_requests
                 else:
                     stop_after = 0
+                at_start = set(sdk(url))
                 before = list_requests(url)
                 started = time.perf_counter()
                 if who == "ours":
@@ -211,7 +212,9 @@ def requests_per_thousand(n: int, churn_requests: int) -> None:
                 requests = list_requests(url) - before
                 admin(url, "/config", {"churn_insert_per_list": 0, "churn_delete_per_list": 0})
                 truth = set(sdk(url))  # quiet now: the window's logs at the end
-                rows.append((who, requests, len(truth), seconds, accuracy(got, truth)))
+                lost = len((at_start & truth) - set(got))
+                acc = f"{accuracy(got, truth)}; lost of those present throughout {lost}"
+                rows.append((who, requests, len(truth), seconds, acc))
         for who, requests, logs, seconds, acc in rows:
             per = requests / logs * 1000
             print(
