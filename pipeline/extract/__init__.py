@@ -76,8 +76,10 @@ class ExtractResult(StageResult):
 
     @property
     def exit_code(self) -> int:
-        """0: the window is held as the API has it; 1: logs kept changing to the end (the note
-        says so; extracting again settles it)."""
+        """0: every log present throughout is held, once, and the API's counts agree with what
+        is held (changes that cancel within one counted range cannot show: see reconcile);
+        1: counts still differed when reconcile reached its bound, or a crowded millisecond never
+        paged steadily (the note says where; extracting again settles it)."""
         return 0 if self.complete else 1
 
     def summary(self) -> str:
