@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import settings
 from starlette.applications import Starlette
 
 from pipeline.emulator.app import create_app
@@ -36,6 +37,11 @@ from pipeline.emulator.settings import (
     EmulatorSettings,
 )
 from pipeline.emulator.store import EmulatorStore
+
+# Property tests check behaviour, not speed: no per-example deadline (tests never assert on time,
+# and a loaded 2-core CI machine made a 200 ms deadline fail a correct example).
+settings.register_profile("no-deadline", deadline=None)
+settings.load_profile("no-deadline")
 
 EMULATOR_ORIGIN = "http://emulator.test"
 LOGS_PATH = f"/accounts/{DEFAULT_ACCOUNT_ID}/ai-gateway/gateways/{DEFAULT_GATEWAY_ID}/logs"
