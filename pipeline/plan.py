@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +113,7 @@ class PlanResult(StageResult):
     by_source: dict[str, dict[str, int]] = field(default_factory=dict)
     unknown_kept: int = 0  # kept because the server did not show their feedback (may be someone's)
     unresolved: int = 0  # not returned by a look-up, not confirmed absent: counted as not found
+    timeline: list[list[int]] = field(default_factory=list)  # [epoch second, requests]
 
     @property
     def exit_code(self) -> int:
@@ -445,6 +447,7 @@ async def plan(
         )
 
     before = client.stats.requests
+    seconds0 = Counter(client.stats.per_second)
     lookup = await lookup_logs(client, outside, concurrency=job.budget.concurrency)
     looked = looked_up_frame(lookup.entries.values()).with_columns(found_in=pl.lit("lookup"))
     current = pl.concat([extracted, looked], how="vertical_relaxed")
@@ -517,6 +520,7 @@ async def plan(
         by_source=by_source,
         unknown_kept=unknown_kept,
         unresolved=len(lookup.unresolved),
+        timeline=client.stats.timeline_since(seconds0),
     )
     store.write_json_atomic(result.to_json(), run.paths.stage_result("plan"))
     return result

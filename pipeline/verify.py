@@ -72,6 +72,7 @@ class VerifyResult(StageResult):
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     gone: int = 0  # patched logs that no longer exist on read-back
     rate_limited_by: dict[str, int] = field(default_factory=dict)  # 429s by limiter code
+    timeline: list[list[int]] = field(default_factory=list)  # [epoch second, requests]
 
     @property
     def exit_code(self) -> int:
@@ -209,6 +210,7 @@ async def verify(
     expected = expected_frame(run, done_ids)
     before = client.stats.requests
     limiters0 = Counter(client.stats.rate_limited_by)
+    seconds0 = Counter(client.stats.per_second)
     settled: list[pl.DataFrame] = []
     todo = expected
     checks = 0
@@ -252,6 +254,7 @@ async def verify(
         gone=counts.get("gone", 0),
         requests=client.stats.requests - before,
         rate_limited_by=dict(client.stats.rate_limited_by - limiters0),
+        timeline=client.stats.timeline_since(seconds0),
         rechecks=rounds,
         seconds=round(finished - started, 3),
         started_at=iso(started),

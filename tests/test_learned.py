@@ -63,5 +63,7 @@ def test_a_server_limit_unlike_the_jobs_is_named(
     result = _run(tmp_path, emulator_store, emulator_clock, "2026-11-20", limit=FAST // 2)
     assert result.status == "ok", result.summary()
     notes = _learned(result)
+    page = (result.report or Path()).read_text()
+    assert page.count("counted each second") >= 2  # the load and verify charts, second by second
     assert any(f"server's limit is {FAST // 2:,} requests per 300 s" in n for n in notes), notes
     assert not any("held no logs" in n for n in notes)

@@ -56,6 +56,7 @@ def test_everything_written_reads_back_verified_in_batches(tmp_path: Path) -> No
     result, slept = load_then_verify(job, run, api)
     assert (result.verified, result.mismatched, result.unverifiable) == (120, 0, 0)
     assert result.requests == 3
+    assert sum(n for _, n in result.timeline) == 3  # the report charts it second by second
     assert slept == []
     table = pq.read_table(run.paths.verify)
     assert table.schema.equals(VERIFY_SCHEMA)

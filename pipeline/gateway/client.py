@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -109,6 +110,12 @@ class ClientStats:
     limit_headers: dict[str, str] = field(default_factory=dict)
     # 429s by the error code of the limiter that answered ("971": the global limit).
     rate_limited_by: Counter[str] = field(default_factory=Counter)
+    # Requests sent per wall-clock second (epoch second -> count), for each stage's chart.
+    per_second: Counter[int] = field(default_factory=Counter)
+
+    def timeline_since(self, before: Counter[int]) -> list[list[int]]:
+        """[second, requests] sent since ``before`` (a copy of ``per_second`` taken earlier)."""
+        return [[sec, n] for sec, n in sorted((self.per_second - before).items())]
 
 
 def bearer_header(gateway: GatewayConfig) -> str:
@@ -267,6 +274,7 @@ class LogsClient:
     ) -> dict[str, Any]:
         async with self.budget.slot():
             self.stats.requests += 1
+            self.stats.per_second[int(time.time())] += 1
             try:
                 response = await self._http.request(
                     method, self.gateway.logs_path + path, params=params, json=json

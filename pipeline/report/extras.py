@@ -102,14 +102,19 @@ def _csv_files(folder: RunFolder) -> list[dict[str, Any]]:
 
 
 def _stage_requests(folder: RunFolder) -> list[StageRequests]:
-    """Each stage that ran and sent requests: its count, its seconds, the load's timeline."""
+    """Each stage that ran and sent requests: its count, its seconds, its per-second timeline
+    (the load's, the plan's look-ups', verify's; the others show their average)."""
     r = folder.results
     rows = [
         StageRequests("extract", r.extract.requests, float(r.extract.seconds))
         if r.extract
         else None,
         StageRequests("label", r.label.requests, float(r.label.seconds)) if r.label else None,
-        StageRequests("plan", r.plan.lookup_requests, float(r.plan.seconds)) if r.plan else None,
+        StageRequests(
+            "plan", r.plan.lookup_requests, float(r.plan.seconds), r.plan.timeline or None
+        )
+        if r.plan
+        else None,
         StageRequests(
             "load",
             r.load.requests,
@@ -118,7 +123,11 @@ def _stage_requests(folder: RunFolder) -> list[StageRequests]:
         )
         if r.load
         else None,
-        StageRequests("verify", r.verify.requests, float(r.verify.seconds)) if r.verify else None,
+        StageRequests(
+            "verify", r.verify.requests, float(r.verify.seconds), r.verify.timeline or None
+        )
+        if r.verify
+        else None,
     ]
     return [row for row in rows if row is not None and row.requests]
 
