@@ -21,7 +21,9 @@ run labeled and that carry no feedback or score yet; ``sample`` a random sample 
 logs, seeded by the run id so a re-run of the run sends the same logs. The input has every LOG_SCHEMA
 column plus ``request_head`` and ``response_head``: list entries do not carry them, so with
 ``fetch_heads`` each sent log costs one GET from the run's shared request budget (that is why
-``sample`` suits an LLM judge). Logs whose heads could not be fetched are sent with nulls.
+``sample`` suits an LLM judge). Logs whose heads could not be fetched are sent with nulls. The
+sent logs stream from the window's Parquet into the input file (sorted by id; for ``all`` and
+``unlabeled`` that sort is polars' streaming sort of the sent rows); only their ids are held.
 
 The output may be Parquet, JSON lines or CSV (recognised by content, not by name) with columns
 ``log_id`` (or ``id``), ``feedback``, ``score``, ``reason``; values are read and checked exactly like
