@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -156,6 +157,40 @@ def test_a_crowded_millisecond_of_one_duration_is_paged_and_checked_by_counts(
     ids = extracted_ids(job)
     assert len(ids) == len(set(ids)) == 500 and set(ids) == set(emulator.ids(WINDOW))
     assert result.complete and result.unverified_ms == 0
+
+
+class RefusesLongLists(httpx.AsyncBaseTransport):
+    """A gateway that answers 414 to an `id neq` list of more than `most` ids."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, most: int) -> None:
+        self.inner, self.most, self.refused = inner, most, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        filters = json.loads(request.url.params.get("filters", "[]"))
+        if any(f["key"] == "id" and len(f["value"]) > self.most for f in filters):
+            self.refused += 1
+            body = {"success": False, "errors": [{"code": 10000, "message": "URI too long"}]}
+            return httpx.Response(414, json=body)
+        return await self.inner.handle_async_request(request)
+
+
+def test_an_api_that_refuses_long_id_lists_gets_shorter_ones(tmp_path: Path) -> None:
+    """When the API refuses a long `id neq` list (414), the extract asks with shorter ones (the
+    crowded millisecond cut into more parts) and still holds every log once, exit 0."""
+    tie = DAY_MS + 7_200_000
+    emulator = Emulator(logs_at([tie] * 400 + spread(100)))
+    job = make_job(tmp_path)
+    transport = RefusesLongLists(emulator.transport(), most=120)
+
+    async def go() -> ExtractResult:
+        async with open_client(job, transport=transport) as client:
+            return await extract(job, WINDOW, client=client)
+
+    result = asyncio.run(go())
+
+    ids = extracted_ids(job)
+    assert len(ids) == len(set(ids)) == 500 and set(ids) == set(emulator.ids(WINDOW))
+    assert result.complete and transport.refused >= 1
 
 
 def test_a_big_window_is_walked_by_several_requests_at_once(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ are never used across a changing set, and nothing relies on the order of ties:
    question: no log is fetched twice on a quiet gateway, so the pass costs the minimum,
    ceil(logs / 50) requests.
 2. **Crowded milliseconds** (``millisecond``). Once the ids of one millisecond would make the
-   ``neq`` list too long for one URL (``NEQ_CHARS``, about 300 ids), that millisecond is cut
+   ``neq`` list too long for one URL (``NEQ_CHARS``, about 300 ids; halved whenever the API
+   answers a long list with a 4xx, down to ``NEQ_FLOOR``), that millisecond is cut
    into parts by ``duration`` (``gt``/``lt``, always present and never changed after the log is
    written), at the median of the durations read so far, and each part is paged the same way:
    page 1 of the part minus its logs already read, until an answer holds all that is left. A part
@@ -46,7 +47,7 @@ import statistics
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pipeline.errors import ApiError
+from pipeline.errors import ApiError, BadRequestError
 from pipeline.extract.ranges import Range, Scan, Walk
 from pipeline.extract.rows import DAY_MS, at_ms, entry_ms
 from pipeline.extract.staging import Held
@@ -56,10 +57,15 @@ from pipeline.timefmt import iso_ms
 
 NEQ_CHARS = 9_000  # JSON of one `id neq` list: ~310 ULIDs, a URL of ~11 kB (16 kB is the usual cap)
 SPLIT_PAGES = 20  # a range with more pages than this left is shared with an idle worker
+NEQ_FLOOR = 1_000  # a 4xx for an `id neq` list no longer than this is not about its length
 TIE_ATTEMPTS = 3  # a part of one millisecond and one duration, paged by numbers until steady
 
 Sink = Callable[[list[LogEntry], list[int]], int]
 Seen = dict[str, int | None]  # id -> duration, of the logs of one millisecond read so far
+
+
+class _TooLong(Exception):
+    """The API refused a long `id neq` list (a 4xx): the pager's limit is halved, ask again."""
 
 
 class Pager:
@@ -83,6 +89,7 @@ class Pager:
         self.task = task
         self.requests = 0  # list requests made by this pager
         self.durations: Seen = {}  # the logs of crowded milliseconds: id -> duration
+        self.neq_chars = NEQ_CHARS  # halved each time the API refuses a list this long
 
     async def fetch(
         self,
@@ -105,13 +112,20 @@ class Pager:
         if excluded:
             filters.append({"key": "id", "operator": "neq", "value": excluded})
         self.requests += 1
-        result = await self.client.list_logs(
-            filters=[*filters, *self.filters],
-            page=page,
-            per_page=per_page or self.per_page,
-            order_by="created_at",
-            direction="asc",
-        )
+        try:
+            result = await self.client.list_logs(
+                filters=[*filters, *self.filters],
+                page=page,
+                per_page=per_page or self.per_page,
+                order_by="created_at",
+                direction="asc",
+            )
+        except BadRequestError:
+            length = _neq_chars(excluded)
+            if length <= NEQ_FLOOR:
+                raise
+            self.neq_chars = min(self.neq_chars, length // 2)
+            raise _TooLong from None
         stamps = [entry_ms(e) for e in result.entries]
         if any(b < a for a, b in itertools.pairwise(stamps)):
             raise ApiError("the Logs API did not return logs in created_at order (asked: asc)")
@@ -169,12 +183,15 @@ class Pager:
         """Page 1 of [r.cursor, r.hi) minus the cursor's logs already read, until the range is
         done; a millisecond too crowded for one `neq` list goes to `millisecond`."""
         while r.cursor < r.hi:
-            if _neq_chars(r.seen) > NEQ_CHARS:
+            if _neq_chars(r.seen) > self.neq_chars:
                 out.unverified += not await self.millisecond(r.cursor, r.seen, sink, lo, hi)
                 r.cursor, r.seen, r.expect, r.pair = r.cursor + 1, {}, None, None
                 continue
             first = self.requests == 0
-            result, stamps = await self.fetch(r.cursor, r.hi, exclude=r.seen)
+            try:
+                result, stamps = await self.fetch(r.cursor, r.hi, exclude=r.seen)
+            except _TooLong:
+                continue  # the limit is lower now: this millisecond goes to `millisecond`
             self.deliver(sink, result.entries, stamps, lo, hi)
             total = result.total_count
             if first:
@@ -215,16 +232,19 @@ class Pager:
                 if limit is not None and self.requests >= limit:
                     return False
                 mine = {i: d for i, d in seen.items() if within(d, a, b)}
-                if _neq_chars(mine) > NEQ_CHARS:
+                if _neq_chars(mine) > self.neq_chars:
                     cut = cut_durations(mine.values(), a)
                     if cut is None:
                         steady &= await self._by_pages(moment, a, b, seen, sink, lo, hi)
                     else:
                         parts += [(a, cut), (cut, b)]
                     break
-                result, stamps = await self.fetch(
-                    moment, moment + 1, exclude=mine, extra=duration_filters(a, b)
-                )
+                try:
+                    result, stamps = await self.fetch(
+                        moment, moment + 1, exclude=mine, extra=duration_filters(a, b)
+                    )
+                except _TooLong:
+                    continue  # the limit is lower now: this part is cut again
                 self.deliver(sink, result.entries, stamps, lo, hi)
                 seen.update((e["id"], duration_of(e)) for e in result.entries)
                 if len(stamps) < self.per_page or result.total_count <= len(stamps):
