@@ -291,9 +291,9 @@ def churning_extract(
     top, up to `events` of those requests get logs inserted into the crowded millisecond and up
     to 3 logs of the window deleted.
 
-    `observable`: every event moves the window's count the same way (each adds more than it
-    deletes, or each deletes more), so counts can see it; see reconcile's docstring for the
-    changes no count can see.
+    `observable`: every change moves counts the same way (only arrivals, or only deletions), so
+    every range holding changes counts differently; see reconcile's docstring for the changes
+    no count can see (as many arrivals as deletions within one counted range).
     """
     base = DAY_MS + 10_000
     stamps = sorted(data.draw(st.lists(st.integers(0, spread_ms), min_size=n, max_size=n)))
@@ -326,10 +326,9 @@ def churning_extract(
             if not observable:
                 adds = rng.randint(0, 60)
             elif sign > 0:
-                adds = deletes + rng.randint(1, 5)
+                adds, deletes = rng.randint(1, 5), 0
             else:
-                deletes = max(deletes, min(len(ids), 1))
-                adds = rng.randint(0, max(deletes - 1, 0))
+                adds = 0
             tied = logs_at([base + tie] * adds, seed=k + n)
             inserted.update(log["id"] for log in tied)
             emulator.store.insert_logs(*_gw(), tied)
