@@ -144,10 +144,10 @@ class Combined:
             .select(
                 pl.col("log_id"),
                 pl.col(ROW),
-                win,
+                win.cast(pl.UInt16),  # narrow while sorted
                 pick(lambda i: pl.col(f"f{i}")).cast(pl.Int8).alias("feedback"),
                 pick(lambda i: pl.col(f"s{i}")).cast(pl.Float64).alias("score"),
-                pl.col("n").cast(pl.Int32).alias("sources"),
+                pl.col("n").cast(pl.UInt16).alias("sources"),
                 ((pl.col("pos") > 0) & (pl.col("neg") > 0)).alias("disagree"),
             )
             .sort("log_id")
