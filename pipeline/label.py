@@ -81,7 +81,7 @@ LOG_POLARS_SCHEMA = pl.Schema(LOG_SCHEMA)
 REJECTS_FILE = "rejects.json"  # in the run folder
 MAX_LISTED_REJECTS = 1000
 # The per-file fields of the CSV accounting that the report shows.
-REJECT_FILE_KEYS = ("name", "status", "path", "detail", "rows", "accepted", "rejected",
+REJECT_FILE_KEYS = ("name", "sheet", "status", "path", "detail", "rows", "accepted", "rejected",
                     "rejected_by_reason", "rejects_path")  # fmt: skip
 
 
@@ -320,6 +320,7 @@ def capture_rejects(csv_acct: Mapping[str, Any], inbox: Path) -> dict[str, Any]:
             rows.append(
                 {
                     "file": entry["name"],
+                    "sheet": entry["sheet"] or row.get("reject_sheet") or None,  # workbooks
                     "line": int(line) if line.isdigit() else None,
                     "reason": row.get("reject_reason") or "",
                     "detail": row.get("reject_detail") or "",

@@ -96,3 +96,35 @@ def test_the_schedule_examples_call_commands_that_exist_on_job_files_that_exist(
     for command, job in calls:
         assert command in cli.commands, command
         assert (root / job).is_file(), job
+
+
+def test_a_workbooks_rejected_rows_reach_the_report_with_their_sheet(tmp_path: Path) -> None:
+    """A bad row on the second sheet of an .xlsx: rejects.json and the report name file, sheet, row."""
+    import json
+
+    from openpyxl import Workbook
+
+    ids = log_ids(days=1)[:3]
+    book = Workbook()
+    first = book.active
+    assert first is not None
+    first.title = "Monday"
+    first.append(["log_id", "feedback"])
+    first.append([ids[0], 1])
+    second = book.create_sheet("Tuesday")
+    second.append(["log_id", "feedback"])
+    second.append([ids[1], "meh"])
+    second.append([ids[2], -1])
+    sheet = tmp_path / "week.xlsx"
+    book.save(sheet)
+    with emulator(days=1) as emu:
+        job_file = write_job(tmp_path, emu.base_url)
+        result = invoke(["apply", str(job_file), str(sheet), "-q"], emu.edit_token)
+    assert result.exit_code == 0, result.output
+    job = load(job_file, "unused")
+    (folder,) = (job.store.data_dir / "runs").iterdir()
+    rejects = json.loads((folder / "rejects.json").read_text())
+    assert [(r["file"], r["sheet"], r["line"]) for r in rejects["rows"]] == [
+        ("week.xlsx", "Tuesday", 2)
+    ]
+    assert "week.xlsx · sheet Tuesday" in (folder / "report.html").read_text()

@@ -232,7 +232,8 @@ def overlap_rows(analysis: Mapping[str, Any] | None, level: str = "sources") -> 
 def file_rows(extras: Extras) -> list[list[Any]]:
     """The inbox files the label stage read: no paths or hashes, what a person checks."""
     return [
-        [f.get("name"), words.file_status(f.get("status")), f.get("encoding"), f.get("rows"),
+        [f"{f.get('name')} · sheet {f['sheet']}" if f.get("sheet") else f.get("name"),
+         words.file_status(f.get("status")), f.get("encoding"), f.get("rows"),
          f.get("accepted"), f.get("rejected"), f.get("labels")]
         for f in extras.csv_files[:MAX_ROWS]
     ]  # fmt: skip
@@ -270,7 +271,8 @@ def reject_rows(extras: Extras, *, with_row: bool = False) -> list[list[Any]]:
         why = words.reason(r.get("reason"), r.get("detail"))
         if r.get("rows"):
             why = f"{why} ({fmt(r['rows'])} rows)"
-        row = [r.get("file"), r.get("line"), why]
+        where = f"{r.get('file')} · sheet {r['sheet']}" if r.get("sheet") else r.get("file")
+        row = [where, r.get("line"), why]
         rows.append([*row, r.get("row") or ""] if with_row else row)
     return rows
 
