@@ -31,8 +31,9 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Self
 
@@ -73,6 +74,7 @@ class ExtractResult(StageResult):
     pass_requests: int = 0  # the pass alone: the quiet minimum, about one request per 50 logs
     extra_requests: int = 0  # reconcile's counts and re-reads
     extra_bound: int = 0  # what reconcile may spend before it stops and says so
+    timeline: list[list[int]] = field(default_factory=list)  # [epoch second, requests]
 
     @property
     def exit_code(self) -> int:
@@ -126,6 +128,7 @@ class ExtractResult(StageResult):
             "pass_requests": self.pass_requests,
             "extra_requests": self.extra_requests,
             "extra_bound": self.extra_bound,
+            "timeline": self.timeline,
         }
 
     @classmethod
@@ -168,6 +171,7 @@ async def extract(
     progress = progress or Progress(enabled=False)
     started = clock()
     requests_before = client.stats.requests
+    seconds_before = Counter(client.stats.per_second)
     data_dir, gateway_id = job.store.data_dir, job.gateway.gateway_id
     staging = Staging(logs_root(data_dir, gateway_id) / f".staging-{secrets.token_hex(4)}")
     try:
@@ -220,6 +224,7 @@ async def extract(
         pass_requests=scan.requests,
         extra_requests=pager.requests - scan.requests,
         extra_bound=bound,
+        timeline=client.stats.timeline_since(seconds_before),
     )
     if run is not None:
         write_json_atomic(result.to_json(), run.paths.stage_result("extract"))

@@ -25,6 +25,8 @@ DEFAULT_PERIOD_SECONDS = BudgetConfig().period_seconds
 
 # The DESIGN keys of each stage's section, in report.json's order.
 EXTRACT_KEYS = ("logs", "requests", "partitions")
+# What changed while the extract read (extract.result.json has the rest: ranges, bounds).
+EXTRACT_CHURN_KEYS = ("count_at_start", "arrived", "vanished", "changes_ahead", "unsettled_ranges")
 PLAN_KEYS = ("patch", "unchanged", "keep_existing", "not_found")
 LOAD_KEYS = ("patched", "failed", "gone", "requests", "rate_limited", "retries", "seconds")
 VERIFY_KEYS = ("verified", "mismatched", "unverifiable", "requests")
@@ -130,7 +132,19 @@ def assemble(
         "not_run": [stage for stage, result in ran.items() if result is None],
         "inbox": {"not_read": [f for f in inbox or [] if f.get("status") != "applied"]},
         "extract": _section(
-            EXTRACT_KEYS, (ex.logs, ex.requests, len(ex.partitions)) if ex else None
+            EXTRACT_KEYS + EXTRACT_CHURN_KEYS,
+            (
+                ex.logs,
+                ex.requests,
+                len(ex.partitions),
+                ex.count_at_start,
+                ex.arrived,
+                ex.vanished,
+                ex.changes_ahead,
+                len(ex.unsettled_ranges),
+            )
+            if ex
+            else None,
         ),
         "labels": label_sec,
         "plan": plan_sec,

@@ -106,7 +106,9 @@ def _stage_requests(folder: RunFolder) -> list[StageRequests]:
     (the load's, the plan's look-ups', verify's; the others show their average)."""
     r = folder.results
     rows = [
-        StageRequests("extract", r.extract.requests, float(r.extract.seconds))
+        StageRequests(
+            "extract", r.extract.requests, float(r.extract.seconds), r.extract.timeline or None
+        )
         if r.extract
         else None,
         StageRequests("label", r.label.requests, float(r.label.seconds)) if r.label else None,
