@@ -24,9 +24,11 @@ by precedence, and counted (``conflicts``), never hidden.
 Labels for logs outside the window (old logs named in a CSV) are kept; the plan looks them up.
 
 Memory: the window's logs are never collected. They stream from the extract's Parquet files
-(`scan_window`, numbered `_row` in scan order) through polars' streaming engine: once for the rules'
-counts, once to place the CSV labels, once each for labels.parquet, chosen.parquet and the
-analysis. What is held grows with the labels kept as frames (CSV, external) and, while
+(`scan_window`, numbered `_row` in scan order) through polars' streaming engine once: the rules'
+SQL is evaluated in that pass and its narrow result (`_row`, id, each rule's matched, feedback and
+score) sinks to a scratch file in the run folder (`EVALUATED_FILE`, removed when the stage ends).
+The rules' counts, the CSV labels' placement, labels.parquet, chosen.parquet and the analysis then
+stream from that file. What is held grows with the labels kept as frames (CSV, external) and, while
 chosen.parquet is sorted, with the chosen rows (a narrow frame: id, row, source number, values).
 """
 
@@ -79,6 +81,7 @@ CHOSEN_SCHEMA = pa.schema(
 )
 LOG_POLARS_SCHEMA = pl.Schema(LOG_SCHEMA)
 REJECTS_FILE = "rejects.json"  # in the run folder
+EVALUATED_FILE = "_rules.parquet"  # in the run folder while the stage runs: the rules evaluated
 MAX_LISTED_REJECTS = 1000
 # The per-file fields of the CSV accounting that the report shows.
 REJECT_FILE_KEYS = ("name", "sheet", "status", "path", "detail", "rows", "accepted", "rejected",
@@ -157,11 +160,9 @@ async def label(
     labeler is reported in `errors`; the other labelers' labels still count. `dry_run` reads the
     CSV inbox without consuming it (files stay for the next real run).
 
-    The window's logs are never held in memory: they stream from the extract's Parquet files,
-    once for the rules' counts, once per output (labels, chosen, analysis); what is held grows
+    The window's logs are never held in memory: they stream from the extract's Parquet files
+    once (the rules evaluated to a narrow scratch file, read by every later pass); what is held grows
     with the CSV and external labels (and, while the CSV labeler runs, the window's ids)."""
-    from pipeline.labelers.combine import combine_streamed
-    from pipeline.labelers.external import ExternalLabeler
     from pipeline.labelers.rules import RulesLabeler
 
     now = (clock or utc_now)()
@@ -169,15 +170,45 @@ async def label(
     window = scan_window(job, run)
     labelers = build_labelers(job, run, consume_inbox=not dry_run)
     rules = next((x for x in labelers if isinstance(x, RulesLabeler)), None)
-    stats = rules.stats(window) if rules is not None else {}
-    size = _count(window)
+    evaluated = run.paths.root / EVALUATED_FILE
+    try:
+        return await _label(job, run, client, now, started, window, labelers, rules, evaluated)
+    finally:
+        evaluated.unlink(missing_ok=True)
+
+
+async def _label(
+    job: JobConfig,
+    run: RunInfo,
+    client: LogsClient | None,
+    now: datetime,
+    started: float,
+    window: pl.LazyFrame,
+    labelers: list[Labeler],
+    rules: RulesLabeler | None,
+    evaluated: Path,
+) -> LabelResult:
+    from pipeline.labelers.combine import combine_streamed
+    from pipeline.labelers.external import ExternalLabeler
+    from pipeline.labelers.rules import RulesLabeler
+
+    # The rules' SQL runs once: one streamed pass over the logs sinks `_row`, `id` and each
+    # rule's matched/feedback/score to a narrow file; every later pass reads that file.
+    rows = window.select(ROW, "id")
+    on_rows = rules
+    if rules is not None:
+        rules.evaluate(window).sink_parquet(evaluated, compression="lz4", statistics=False)
+        rows, on_rows = pl.scan_parquet(evaluated), rules.evaluated()
+    stats = on_rows.stats(rows) if on_rows is not None else {}
+    size = _count(rows)
     accounts: dict[str, dict[str, Any]] = {}
     frames: list[pl.DataFrame] = []  # labels held in memory (csv, external), in labeler order
     rule_labels: pl.LazyFrame | None = None
     for labeler in labelers:
         if isinstance(labeler, RulesLabeler):
+            assert on_rows is not None
             accounts["rules"] = labeler.accounting(stats)
-            rule_labels = labeler.labels(window, now, stats)
+            rule_labels = on_rows.labels(rows, now, stats)
             frames.append(empty_labels())  # where the rules' rows go in labels.parquet
             continue
         if isinstance(labeler, ExternalLabeler):
@@ -191,13 +222,13 @@ async def label(
             output = await labeler.label(none, LabelContext(run.run_id, now, None, client))
         accounts[labeler.kind] = output.accounting
         frames.append(output.labels)
-    held = place(pl.concat(frames, how="diagonal") if frames else empty_labels(), window)
+    held = place(pl.concat(frames, how="diagonal") if frames else empty_labels(), rows)
     if "csv" in accounts:
         accounts["csv"] = _outside_window(accounts["csv"], held)
-    computed = rules.computed(now, stats) if rules is not None else []
+    computed = on_rows.computed(now, stats) if on_rows is not None else []
     rule_order = [r.name for r in job.labels.rules]
     combined = combine_streamed(
-        held, window, size, job.load.precedence, rule_order, computed, placed=True
+        held, rows, size, job.load.precedence, rule_order, computed, placed=True
     )
     analysis = combined.analysis()
     csv_acct = accounts.get("csv", {})

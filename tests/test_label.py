@@ -79,6 +79,23 @@ def test_label_stage_writes_its_files_and_result_keys(tmp_path: Path) -> None:
     assert pq.read_schema(out["run"].paths.chosen).equals(CHOSEN_SCHEMA)
 
 
+def test_the_run_folder_keeps_no_scratch_file_of_the_rules(tmp_path: Path) -> None:
+    """The rules' evaluated columns are a scratch file: gone when the stage ends, even if it fails."""
+    out = run_label(tmp_path, csv=CSV)
+    root = out["run"].paths.root
+    assert not (root / "_rules.parquet").exists()
+    assert out["labels"].filter(pl.col("source").str.starts_with("rule:")).height > 0
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("pipeline.label.place", fail)
+        with pytest.raises(RuntimeError):
+            asyncio.run(label(out["job"], out["run"], clock=lambda: NOW))
+    assert not (root / "_rules.parquet").exists()
+
+
 def test_one_label_row_per_log_and_source(tmp_path: Path) -> None:
     """labels.parquet never holds two rows for one (log_id, source)."""
     labels = run_label(tmp_path, csv=CSV)["labels"]

@@ -110,10 +110,39 @@ class RulesLabeler:
 
     kind = "rules"
 
-    def __init__(self, rules: Sequence[RuleConfig]) -> None:
+    def __init__(
+        self, rules: Sequence[RuleConfig], columns: Sequence[RuleColumns] | None = None
+    ) -> None:
         self.rules = tuple(rules)
         self.name = "rules"
-        self.columns = [rule_columns(r, compile_rule(r)) for r in self.rules]
+        self.columns = (
+            list(columns)
+            if columns is not None
+            else [rule_columns(r, compile_rule(r)) for r in self.rules]
+        )
+
+    def evaluate(self, logs: pl.LazyFrame) -> pl.LazyFrame:
+        """Every rule evaluated once over `logs` (numbered with `_row`): `_row`, `id`, and per
+        rule i its `_m<i>` matched, `_f<i>` valid feedback, `_s<i>` valid score. The stage sinks
+        this narrow frame to a file in one streamed pass and reads it in every later pass
+        (`evaluated`) instead of evaluating the rules' SQL over the logs again."""
+        cols: list[pl.Expr] = []
+        for i, c in enumerate(self.columns):
+            cols += [
+                c.matched.alias(f"_m{i}"),
+                c.feedback.cast(pl.Int8).alias(f"_f{i}"),
+                c.score.cast(pl.Float64).alias(f"_s{i}"),
+            ]
+        return logs.select(pl.col(ROW), pl.col("id"), *cols)
+
+    def evaluated(self) -> RulesLabeler:
+        """The same rules as reads of the columns that `evaluate` gives: `stats`, `labels` and
+        `computed` of the result run over that frame."""
+        columns = []
+        for i, c in enumerate(self.columns):
+            m, f, s = pl.col(f"_m{i}"), pl.col(f"_f{i}"), pl.col(f"_s{i}")
+            columns.append(RuleColumns(c.rule, m, f, s, m & (f.is_not_null() | s.is_not_null())))
+        return RulesLabeler(self.rules, columns)
 
     async def label(
         self, logs: pl.DataFrame | pl.LazyFrame, context: LabelContext
