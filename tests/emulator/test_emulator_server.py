@@ -8,7 +8,10 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +22,7 @@ from pipeline.emulator.server import running_emulator
 from pipeline.emulator.settings import EmulatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
+LOGS = "/accounts/0123456789abcdef0123456789abcdef/ai-gateway/gateways/demo-gateway/logs"
 
 
 def test_running_emulator_serves_on_loopback_and_stops_cleanly(emulator_logs):
@@ -88,36 +92,70 @@ def test_emulator_serve_refuses_seed_and_generate_together():
     assert "not both" in result.output
 
 
-@pytest.mark.slow
-def test_emulator_serve_prints_its_url_and_stops_on_sigterm(tmp_path):
-    """The command prints base URL and tokens, serves, and exits 0 on SIGTERM."""
+@contextmanager
+def served(*options: str) -> Iterator[tuple[str, list[str], dict[str, Any]]]:
+    """`aigw-feedback emulator serve --port 0 OPTIONS` in a process: its base URL and first lines;
+    SIGTERM on leaving, its return code and output in the dict."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "emulator", "serve", "--port", "0", "--generate", "20"],
+        [sys.executable, "-m", "pipeline", "emulator", "serve", "--port", "0", *options],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    ended: dict[str, Any] = {}
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(10)]
         base_url = next(line.split()[-1] for line in lines if "base URL" in line)
-        assert any("demo-edit-token" in line for line in lines)
-        response = httpx.get(
-            f"{base_url}/accounts/0123456789abcdef0123456789abcdef/ai-gateway/gateways/"
-            "demo-gateway/logs",
-            headers={"Authorization": "Bearer demo-read-token"},
-        )
-        assert response.json()["result_info"]["total_count"] == 20
+        yield base_url, lines, ended
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        ended["out"], ended["err"] = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, err
-    assert "emulator stopped" in out
+    ended["returncode"] = proc.returncode
+
+
+@pytest.mark.slow
+def test_emulator_serve_prints_its_url_and_stops_on_sigterm(tmp_path):
+    """The command prints base URL and tokens, serves, and exits 0 on SIGTERM."""
+    with served("--generate", "20") as (base_url, lines, ended):
+        assert any("demo-edit-token" in line for line in lines)
+        response = httpx.get(
+            f"{base_url}{LOGS}", headers={"Authorization": "Bearer demo-read-token"}
+        )
+        assert response.json()["result_info"]["total_count"] == 20
+    assert ended["returncode"] == 0, ended["err"]
+    assert "emulator stopped" in ended["out"]
+
+
+@pytest.mark.slow
+def test_serve_with_uuid7_ids_bare_list_entries_and_both_header_families() -> None:
+    """--ids uuid7 --no-list-feedback --policy-name burst --legacy-headers --account-limit: the
+    served API shows each, and the second limiter answers 429 code 10040 with its Retry-After."""
+    options = [
+        "--generate", "20", "--ids", "uuid7", "--no-list-feedback", "--policy-name", "burst",
+        "--legacy-headers", "--account-limit", "3", "--account-window", "60",
+    ]  # fmt: skip
+    headers = {"Authorization": "Bearer demo-read-token"}
+    with (
+        served(*options) as (base_url, _, _ended),
+        httpx.Client(base_url=base_url, headers=headers, timeout=10) as client,
+    ):
+        first = client.get(LOGS, params={"per_page": 5})
+        answers = [client.get(LOGS, params={"per_page": 1}) for _ in range(3)]
+    entries = first.json()["result"]
+    assert entries and all(len(e["id"]) == 36 and e["id"] == e["id"].lower() for e in entries)
+    assert all("feedback" not in e and "score" not in e for e in entries)
+    assert first.headers["ratelimit-policy"].startswith('"burst"')
+    assert "x-ratelimit-remaining" in first.headers
+    refused = answers[-1]
+    assert refused.status_code == 429
+    assert refused.json()["errors"][0]["code"] == 10040
+    assert refused.headers["retry-after"] == "60"
 
 
 def test_settings_reject_nonsense():
