@@ -439,7 +439,7 @@ async def plan(
     lists, most_gets = lookup_cost(len(outside))
     if outside:
         log.info(
-            "plan %s: looking up %d logs outside the window: %d list requests, up to %d GETs",
+            "plan %s: looking up %d logs outside the window: list requests %d, GETs at most %d",
             run.run_id,
             len(outside),
             lists,
