@@ -288,10 +288,12 @@ async def _label(
 def place(labels: pl.DataFrame, window: pl.LazyFrame) -> pl.DataFrame:
     """Labels with `_row` set for the logs in the window (one streamed pass over the window's
     ids against the labels' few ids); null for logs outside it. Row order is kept."""
-    keys = labels.select("log_id").unique()
+    # A filter by a set of the labels' ids, not a semi-join: the streaming semi-join held memory
+    # that grows with the window (measured at 10M logs and 770k ids: +620 MB against +240 MB).
+    keys = labels.get_column("log_id").unique().implode()
     found = (
         window.select(pl.col("id").alias("log_id"), pl.col(ROW))
-        .join(keys.lazy(), on="log_id", how="semi")
+        .filter(pl.col("log_id").is_in(keys))
         .collect(engine="streaming")
     )
     return labels.drop(ROW, strict=False).join(

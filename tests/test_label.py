@@ -96,6 +96,22 @@ def test_the_run_folder_keeps_no_scratch_file_of_the_rules(tmp_path: Path) -> No
     assert not (root / "_rules.parquet").exists()
 
 
+def test_the_analysis_added_up_over_slices_of_the_window_is_the_whole_windows(
+    tmp_path: Path,
+) -> None:
+    """The analysis summed slice by slice (memory bound) gives the numbers of one pass."""
+    from pipeline.labelers.combine import combine
+
+    out = run_label(tmp_path, csv=CSV)
+    combined = combine(
+        out["labels"], out["logs"]["id"], ("csv", "external", "rules"), ["errors", "fast"]
+    )
+    whole = combined.analysis(slice_rows=None)
+    assert whole["chosen"] == out["logs"].height + 1 and whole["agreement"]["sources"]
+    for rows in (1, 7, 299, 300):
+        assert combined.analysis(slice_rows=rows) == whole
+
+
 def test_one_label_row_per_log_and_source(tmp_path: Path) -> None:
     """labels.parquet never holds two rows for one (log_id, source)."""
     labels = run_label(tmp_path, csv=CSV)["labels"]

@@ -29,6 +29,7 @@ from pipeline.labelers.base import ROW, labeled_at_expr
 
 KIND_PREFIX = {"csv": "csv", "rule": "rules", "external": "external"}
 KINDS = ("csv", "external", "rules")
+ANALYSIS_SLICE_ROWS = 1_000_000  # window rows per query of the analysis's sums
 CHOSEN_COLUMNS = pl.Schema(
     {
         "log_id": pl.String(),
@@ -118,12 +119,19 @@ class Combined:
     window: int  # how many of the rows are the window's logs (rows 0..window-1)
     sources: list[str]  # every source, in choice order; the first `eligible` may be chosen
     eligible: int
-    wide: pl.LazyFrame  # per row: log_id, _row; h<i>, f<i>, s<i> per source; n, pos, neg; win
+    # per row: log_id, _row; h<i>, f<i>, s<i> per source; n, pos, neg; win. Of all the rows, or
+    # of `rows` window rows from `first` on (and, `with_outside`, the rows outside the window).
+    part: Callable[[int, int | None, bool], pl.LazyFrame]
     reason: list[pl.Expr]  # per source: the reason of its label on the row
     labeled_at: list[pl.Expr]
     has_feedback: list[bool]
     has_score: list[bool]
     details: pl.DataFrame  # _row, and r<i>/t<i> (reason, labeled_at) of the held labels
+
+    @property
+    def wide(self) -> pl.LazyFrame:
+        """Every row (the window's, then those outside it)."""
+        return self.part(0, None, True)
 
     def chosen(self) -> pl.LazyFrame:
         """One row per log with a label from an eligible source (CHOSEN_SCHEMA columns), by
@@ -169,7 +177,7 @@ class Combined:
             pl.col("disagree"),
         ).cast(CHOSEN_COLUMNS)
 
-    def analysis(self) -> dict[str, Any]:
+    def analysis(self, slice_rows: int | None = ANALYSIS_SLICE_ROWS) -> dict[str, Any]:
         """Per source and per kind: labels, coverage, polarity, overlaps, conflicts, chosen; and
         agreement for every pair of sources (and of kinds) that labeled a common log. One pass."""
         kind_cols, present, kind_flags = self._kind_columns()
@@ -189,13 +197,22 @@ class Combined:
             *_pair_exprs(names, self.has_feedback, self.has_score),
             *_pair_exprs(present, *kind_flags),
         ]
-        sums = (
-            self.wide.with_columns(kind_cols)
-            .with_columns(_per_log(present, ("kn", "kpos", "kneg")))
-            .select(exprs)
-            .collect(engine="streaming")
-            .row(0, named=True)
+        # The sums are added up over slices of the window: in one query the streaming engine
+        # holds memory that grows with the rows (measured: +1.2 GB at 10M logs × 21 sources).
+        step = max(self.window, 1) if slice_rows is None else max(slice_rows, 1)
+        firsts = range(0, max(self.window, 1), step)
+        partial = pl.concat(
+            [
+                self.part(first, step, first == firsts[-1])
+                .with_columns(kind_cols)
+                .with_columns(_per_log(present, ("kn", "kpos", "kneg")))
+                .select(exprs)
+                .collect(engine="streaming")
+                for first in firsts
+            ],
+            how="vertical_relaxed",
         )
+        sums = partial.select(pl.all().sum()).row(0, named=True)
         return {
             "window_logs": self.window,
             **{
@@ -344,23 +361,28 @@ def combine_streamed(
         framed = pl.DataFrame(schema={ROW: pl.UInt32, "_id": pl.String})
     inside = framed.filter(pl.col(ROW) < size)
     outside = framed.filter(pl.col(ROW) >= size).lazy()
-    rows = window.select(pl.col(ROW), pl.col("id"), *window_cols).join(
-        inside.lazy(), on=ROW, how="left"
-    )
-    wide = (
-        pl.concat([rows, outside], how="diagonal_relaxed")
-        .with_columns(
-            pl.coalesce(pl.col("_id"), canonical_id_expr(pl.col("id"))).alias("log_id"),
-            *[pl.col(h).fill_null(False) for h in h_cols],
-        )
-        .drop("_id", "id")
-    )
     win = (
         pl.coalesce([pl.when(pl.col(f"h{i}")).then(pl.lit(i, pl.Int32)) for i in range(eligible)])
         if eligible
         else pl.lit(None, pl.Int32)
     )
-    wide = wide.with_columns(*_per_log(list(range(len(sources)))), win.alias("win"))
+    columns = window.select(pl.col(ROW), pl.col("id"), *window_cols)
+
+    def wide(first: int = 0, rows: int | None = None, with_outside: bool = True) -> pl.LazyFrame:
+        part = columns if first == 0 and rows is None else columns.slice(first, rows)
+        parts = [part.join(inside.lazy(), on=ROW, how="left")]
+        if with_outside:
+            parts.append(outside)
+        return (
+            pl.concat(parts, how="diagonal_relaxed")
+            .with_columns(
+                pl.coalesce(pl.col("_id"), canonical_id_expr(pl.col("id"))).alias("log_id"),
+                *[pl.col(h).fill_null(False) for h in h_cols],
+            )
+            .drop("_id", "id")
+            .with_columns(*_per_log(list(range(len(sources)))), win.alias("win"))
+        )
+
     details = framed.select(ROW, *[c for c in framed.columns if c[0] in "rt" and c[1:].isdigit()])
     return Combined(size, sources, eligible, wide, reason, labeled_at, has_f, has_s, details)
 
