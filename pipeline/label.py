@@ -245,7 +245,8 @@ async def _label(
         pieces[[isinstance(x, RulesLabeler) for x in labelers].index(True)] = rule_labels
     labels = pl.concat([p.select(LABEL_SCHEMA.names) for p in pieces]) if pieces else None
     _sink(labels if labels is not None else empty_labels().lazy(), LABEL_SCHEMA, run.paths.labels)
-    _sink(combined.chosen(), CHOSEN_SCHEMA, run.paths.chosen)
+    chosen = (batch.to_arrow() for batch in combined.chosen_batches())
+    store.write_parquet_stream_atomic(chosen, CHOSEN_SCHEMA, run.paths.chosen)
     store.write_json_atomic(analysis, run.paths.label_analysis)
     store.write_json_atomic(
         capture_rejects(csv_acct, job.labels.csv.inbox), run.paths.root / REJECTS_FILE

@@ -112,6 +112,24 @@ def test_the_analysis_added_up_over_slices_of_the_window_is_the_whole_windows(
         assert combined.analysis(slice_rows=rows) == whole
 
 
+def test_the_chosen_rows_written_in_batches_are_the_chosen_rows_in_log_id_order(
+    tmp_path: Path,
+) -> None:
+    """Chosen collected slice by slice and named batch by batch: the same rows, by log id."""
+    from pipeline.labelers.combine import combine
+
+    out = run_label(tmp_path, csv=CSV)
+    combined = combine(
+        out["labels"], out["logs"]["id"], ("csv", "external", "rules"), ["errors", "fast"]
+    )
+    whole = combined.chosen().collect()
+    assert whole.height == out["logs"].height + 1 and whole["log_id"].is_sorted()
+    for slice_rows, batch_rows in ((1, 1), (7, 50), (299, 1000), (300, 301)):
+        batches = list(combined.chosen_batches(slice_rows, batch_rows))
+        assert len(batches) == -(-whole.height // batch_rows)
+        assert pl.concat(batches).equals(whole)
+
+
 def test_one_label_row_per_log_and_source(tmp_path: Path) -> None:
     """labels.parquet never holds two rows for one (log_id, source)."""
     labels = run_label(tmp_path, csv=CSV)["labels"]

@@ -17,7 +17,7 @@ that the streaming engine evaluates batch by batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +29,7 @@ from pipeline.labelers.base import ROW, labeled_at_expr
 
 KIND_PREFIX = {"csv": "csv", "rule": "rules", "external": "external"}
 KINDS = ("csv", "external", "rules")
-ANALYSIS_SLICE_ROWS = 1_000_000  # window rows per query of the analysis's sums
+SLICE_ROWS = 1_000_000  # window rows per query of the analysis's sums and of the chosen rows
 CHOSEN_COLUMNS = pl.Schema(
     {
         "log_id": pl.String(),
@@ -135,49 +135,75 @@ class Combined:
 
     def chosen(self) -> pl.LazyFrame:
         """One row per log with a label from an eligible source (CHOSEN_SCHEMA columns), by
-        log id."""
+        log id (one lazy query: for tools and tests; the stage writes `chosen_batches`)."""
         if not self.eligible:
             return pl.LazyFrame(schema=CHOSEN_COLUMNS)
+        return self._named(self._picked(self.wide).sort("log_id"))
+
+    def chosen_batches(
+        self, slice_rows: int = SLICE_ROWS, batch_rows: int = SLICE_ROWS
+    ) -> Iterator[pl.DataFrame]:
+        """The rows of `chosen`, in order, `batch_rows` at a time. The narrow picked rows are
+        collected slice by slice of the window and held (log id, `_row`, the source as a
+        number, the values), sorted by an index, and named batch by batch: the streaming
+        engine's sort held ~3× more (measured at 10M logs)."""
+        if not self.eligible:
+            return
+        firsts = range(0, max(self.window, 1), max(slice_rows, 1))
+        picked = pl.concat(
+            [
+                self._picked(self.part(first, slice_rows, first == firsts[-1])).collect(
+                    engine="streaming"
+                )
+                for first in firsts
+            ]
+        ).rechunk()
+        order = picked.get_column("log_id").arg_sort()
+        for first in range(0, picked.height, max(batch_rows, 1)):
+            batch = picked.select(pl.all().gather(order.slice(first, batch_rows)))
+            yield self._named(batch.lazy()).collect()
+
+    def _picked(self, wide: pl.LazyFrame) -> pl.LazyFrame:
+        """The chosen rows, narrow: log_id, `_row`, `win` (UInt16), values, sources, disagree."""
         win = pl.col("win")
-        picks = range(self.eligible)
-
-        def pick(value: Callable[[int], pl.Expr]) -> pl.Expr:
-            return pl.coalesce([pl.when(win == i).then(value(i)) for i in picks])
-
-        names = self.sources[: self.eligible]
-        # Sorting holds every chosen row: sort a narrow frame (the row's source as a number),
-        # then name the source and fetch the held labels' reasons by `_row`, batch by batch.
-        narrow = (
-            self.wide.filter(win.is_not_null())
-            .select(
-                pl.col("log_id"),
-                pl.col(ROW),
-                win.cast(pl.UInt16),  # narrow while sorted
-                pick(lambda i: pl.col(f"f{i}")).cast(pl.Int8).alias("feedback"),
-                pick(lambda i: pl.col(f"s{i}")).cast(pl.Float64).alias("score"),
-                pl.col("n").cast(pl.UInt16).alias("sources"),
-                ((pl.col("pos") > 0) & (pl.col("neg") > 0)).alias("disagree"),
-            )
-            .sort("log_id")
+        return wide.filter(win.is_not_null()).select(
+            pl.col("log_id"),
+            pl.col(ROW),
+            win.cast(pl.UInt16),  # narrow while sorted
+            self._pick(lambda i: pl.col(f"f{i}")).cast(pl.Int8).alias("feedback"),
+            self._pick(lambda i: pl.col(f"s{i}")).cast(pl.Float64).alias("score"),
+            pl.col("n").cast(pl.UInt16).alias("sources"),
+            ((pl.col("pos") > 0) & (pl.col("neg") > 0)).alias("disagree"),
         )
+
+    def _pick(self, value: Callable[[int], pl.Expr]) -> pl.Expr:
+        win = pl.col("win")
+        return pl.coalesce([pl.when(win == i).then(value(i)) for i in range(self.eligible)])
+
+    def _named(self, picked: pl.LazyFrame) -> pl.LazyFrame:
+        """Picked rows as CHOSEN_SCHEMA columns: the source named, the held labels' reasons
+        fetched by `_row`; row order kept."""
         if self.details.width > 1:
-            narrow = narrow.join(self.details.lazy(), on=ROW, how="left", maintain_order="left")
-        return narrow.select(
+            picked = picked.join(self.details.lazy(), on=ROW, how="left", maintain_order="left")
+        win = pl.col("win")
+        picks = list(range(self.eligible))
+        names = self.sources[: self.eligible]
+        return picked.select(
             pl.col("log_id"),
             pl.col("feedback"),
             pl.col("score"),
-            win.replace_strict(list(picks), names, return_dtype=pl.String).alias("source"),
-            win.replace_strict(
-                list(picks), [kind_of(s) for s in names], return_dtype=pl.String
-            ).alias("kind"),
-            pick(lambda i: self.reason[i]).cast(pl.String).alias("reason"),
-            pick(lambda i: self.labeled_at[i]).alias("labeled_at"),
+            win.replace_strict(picks, names, return_dtype=pl.String).alias("source"),
+            win.replace_strict(picks, [kind_of(s) for s in names], return_dtype=pl.String).alias(
+                "kind"
+            ),
+            self._pick(lambda i: self.reason[i]).cast(pl.String).alias("reason"),
+            self._pick(lambda i: self.labeled_at[i]).alias("labeled_at"),
             (pl.col(ROW) < self.window).alias("in_window"),
             pl.col("sources"),
             pl.col("disagree"),
         ).cast(CHOSEN_COLUMNS)
 
-    def analysis(self, slice_rows: int | None = ANALYSIS_SLICE_ROWS) -> dict[str, Any]:
+    def analysis(self, slice_rows: int | None = SLICE_ROWS) -> dict[str, Any]:
         """Per source and per kind: labels, coverage, polarity, overlaps, conflicts, chosen; and
         agreement for every pair of sources (and of kinds) that labeled a common log. One pass."""
         kind_cols, present, kind_flags = self._kind_columns()
