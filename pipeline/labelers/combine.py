@@ -18,7 +18,7 @@ that the streaming engine evaluates batch by batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ import polars as pl
 from pipeline.ids import canonical_id_expr
 from pipeline.labelers.base import ROW, labeled_at_expr
 
+UTC_MS = pl.Datetime("ms", "UTC")
 KIND_PREFIX = {"csv": "csv", "rule": "rules", "external": "external"}
 KINDS = ("csv", "external", "rules")
 SLICE_ROWS = 1_000_000  # window rows per query of the analysis's sums and of the chosen rows
@@ -127,6 +128,8 @@ class Combined:
     has_feedback: list[bool]
     has_score: list[bool]
     details: pl.DataFrame  # _row, and r<i>/t<i> (reason, labeled_at) of the held labels
+    # The computed sources' (reason, labeled_at), constant per source, by source number.
+    fixed: dict[int, tuple[str, datetime]] = field(default_factory=dict)
 
     @property
     def wide(self) -> pl.LazyFrame:
@@ -196,12 +199,33 @@ class Combined:
             win.replace_strict(picks, [kind_of(s) for s in names], return_dtype=pl.String).alias(
                 "kind"
             ),
-            self._pick(lambda i: self.reason[i]).cast(pl.String).alias("reason"),
-            self._pick(lambda i: self.labeled_at[i]).alias("labeled_at"),
+            self._fixed_or_held(0, pl.String(), lambda i: self.reason[i]).alias("reason"),
+            self._fixed_or_held(1, UTC_MS, lambda i: self.labeled_at[i]).alias("labeled_at"),
             (pl.col(ROW) < self.window).alias("in_window"),
             pl.col("sources"),
             pl.col("disagree"),
         ).cast(CHOSEN_COLUMNS)
+
+    def _fixed_or_held(
+        self, at: int, dtype: pl.DataType, held: Callable[[int], pl.Expr]
+    ) -> pl.Expr:
+        """The chosen source's reason (`at` 0) or labeled_at (1): a computed source's constant
+        looked up by source number (not a literal column per source), a held label's column."""
+        win = pl.col("win")
+        fixed = [i for i in range(self.eligible) if i in self.fixed]
+        values = [self.fixed[i][at] for i in fixed]
+        constant = (
+            win.replace_strict(
+                fixed,
+                pl.Series(values).cast(dtype, strict=False) if at == 0 else _instants(values),
+                default=None,
+                return_dtype=dtype,
+            )
+            if fixed
+            else pl.lit(None, dtype)
+        )
+        others = [pl.when(win == i).then(held(i)) for i in range(self.eligible) if i not in fixed]
+        return pl.coalesce([*others, constant]).cast(dtype)
 
     def analysis(self, slice_rows: int | None = SLICE_ROWS) -> dict[str, Any]:
         """Per source and per kind: labels, coverage, polarity, overlaps, conflicts, chosen; and
@@ -351,6 +375,7 @@ def combine_streamed(
     labeled_at: list[pl.Expr] = []
     has_f: list[bool] = []
     has_s: list[bool] = []
+    fixed: dict[int, tuple[str, datetime]] = {}
     for i, source in enumerate(sources):
         if source in by_name:
             c = by_name[source]
@@ -361,6 +386,7 @@ def combine_streamed(
             ]
             reason.append(pl.lit(c.reason, pl.String))
             labeled_at.append(labeled_at_expr(c.labeled_at))
+            fixed[i] = (c.reason, c.labeled_at)
             has_f.append(c.has_feedback)
             has_s.append(c.has_score)
             continue
@@ -410,7 +436,12 @@ def combine_streamed(
         )
 
     details = framed.select(ROW, *[c for c in framed.columns if c[0] in "rt" and c[1:].isdigit()])
-    return Combined(size, sources, eligible, wide, reason, labeled_at, has_f, has_s, details)
+    return Combined(size, sources, eligible, wide, reason, labeled_at, has_f, has_s, details, fixed)
+
+
+def _instants(values: Sequence[Any]) -> pl.Series:
+    """Datetimes as `labeled_at` values (`labeled_at_expr`: UTC, milliseconds)."""
+    return pl.select(pl.concat_list([labeled_at_expr(v) for v in values]).explode()).to_series()
 
 
 def _table_exprs(
