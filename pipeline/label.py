@@ -37,7 +37,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +83,7 @@ LOG_POLARS_SCHEMA = pl.Schema(LOG_SCHEMA)
 REJECTS_FILE = "rejects.json"  # in the run folder
 EVALUATED_FILE = "_rules.parquet"  # in the run folder while the stage runs: the rules evaluated
 MAX_LISTED_REJECTS = 1000
+SINK_ROWS = 500_000  # rows per piece written to labels.parquet
 # The per-file fields of the CSV accounting that the report shows.
 REJECT_FILE_KEYS = ("name", "sheet", "status", "path", "detail", "rows", "accepted", "rejected",
                     "rejected_by_reason", "rejects_path")  # fmt: skip
@@ -329,7 +330,23 @@ def _count(window: pl.LazyFrame) -> int:
 def _sink(frame: pl.LazyFrame, schema: pa.Schema, path: Path) -> int:
     """Stream a query into a Parquet file of `schema`, batch by batch (scrubbed, atomic)."""
     batches = frame.select(schema.names).collect_batches(engine="streaming")
-    return store.write_parquet_stream_atomic((b.to_arrow() for b in batches), schema, path)
+    return store.write_parquet_stream_atomic(_grouped(batches), schema, path)
+
+
+def _grouped(batches: Iterable[pl.DataFrame], rows: int = SINK_ROWS) -> Iterator[pa.Table]:
+    """The streaming engine's batches (a few thousand rows each) joined into pieces of at least
+    `rows` rows: fewer, larger row groups, written faster (10M logs: 1,620 row groups of
+    labels.parquet took 8 s to write, 1.7 s more than pieces of 1M rows)."""
+    held: list[pl.DataFrame] = []
+    count = 0
+    for batch in batches:
+        held.append(batch)
+        count += batch.height
+        if count >= rows:
+            yield pl.concat(held).to_arrow()
+            held, count = [], 0
+    if held:
+        yield pl.concat(held).to_arrow()
 
 
 def capture_rejects(csv_acct: Mapping[str, Any], inbox: Path) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from pipeline.labelers.base import ROW, labeled_at_expr
 UTC_MS = pl.Datetime("ms", "UTC")
 KIND_PREFIX = {"csv": "csv", "rule": "rules", "external": "external"}
 KINDS = ("csv", "external", "rules")
-SLICE_ROWS = 1_000_000  # window rows per query of the analysis's sums and of the chosen rows
+SLICE_ROWS = 500_000  # window rows per query of the analysis's sums and of the chosen rows
 CHOSEN_COLUMNS = pl.Schema(
     {
         "log_id": pl.String(),
