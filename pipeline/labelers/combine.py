@@ -5,12 +5,15 @@ whole from the source whose kind ranks first in ``precedence``; among rules the 
 in the job file wins; several CSV sources (or external ones) rank by name. Kinds left out of
 ``precedence`` are analysed but never chosen.
 
-Everything here is one lazy, streamable query per output, and its memory grows with the labels
-held as frames, not with the logs: each log is one row of a wide frame (the window's logs first,
+Everything here is lazy, streamable queries, and their memory grows with the labels held as
+frames (and, for chosen.parquet, with the chosen rows held narrow while sorted), not with the logs:
+the analysis sums the window `SLICE_ROWS` rows per query (in one query the streaming engine held
+memory that grew with the logs) and the chosen rows are picked the same way. Each log is one row
+of a wide frame (the window's logs first,
 numbered `_row` as scanned, then the logs outside the window that labels name), with per-source
 columns `h<i>` labeled?, `f<i>` feedback, `s<i>` score. A source is either *computed* — its
-columns are expressions over the log columns (a rule), evaluated as the window's Parquet streams
-by — or a *frame* of labels (CSV, external: as many rows as labels), joined on `_row`. The choice,
+columns are expressions over the columns of the window frame (a rule's, read from the rules'
+evaluated columns, see `pipeline.label`) — or a *frame* of labels (CSV, external: as many rows as labels), joined on `_row`. The choice,
 the overlaps, the conflicts and the pairwise agreement are row-wise expressions and column sums
 that the streaming engine evaluates batch by batch.
 """
