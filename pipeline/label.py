@@ -83,7 +83,7 @@ LOG_POLARS_SCHEMA = pl.Schema(LOG_SCHEMA)
 REJECTS_FILE = "rejects.json"  # in the run folder
 EVALUATED_FILE = "_rules.parquet"  # in the run folder while the stage runs: the rules evaluated
 MAX_LISTED_REJECTS = 1000
-SINK_ROWS = 500_000  # rows per piece written to labels.parquet
+SINK_ROWS = 131_072  # rows per piece written to labels.parquet
 # The per-file fields of the CSV accounting that the report shows.
 REJECT_FILE_KEYS = ("name", "sheet", "status", "path", "detail", "rows", "accepted", "rejected",
                     "rejected_by_reason", "rejects_path")  # fmt: skip
