@@ -37,6 +37,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -106,6 +107,9 @@ class LabelResult(StageResult):
     errors: tuple[str, ...] = ()
     paths: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    timeline: list[list[int]] = field(
+        default_factory=list
+    )  # [epoch second, requests] (the judge's)
 
     @property
     def exit_code(self) -> int:
@@ -168,12 +172,15 @@ async def label(
 
     now = (clock or utc_now)()
     started = time.monotonic()
+    seconds0 = Counter(client.stats.per_second) if client is not None else Counter()
     window = scan_window(job, run)
     labelers = build_labelers(job, run, consume_inbox=not dry_run)
     rules = next((x for x in labelers if isinstance(x, RulesLabeler)), None)
     evaluated = run.paths.root / EVALUATED_FILE
     try:
-        return await _label(job, run, client, now, started, window, labelers, rules, evaluated)
+        return await _label(
+            job, run, client, now, (started, seconds0), window, labelers, rules, evaluated
+        )
     finally:
         evaluated.unlink(missing_ok=True)
 
@@ -183,7 +190,7 @@ async def _label(
     run: RunInfo,
     client: LogsClient | None,
     now: datetime,
-    started: float,
+    since: tuple[float, Counter[int]],  # the stage's start: monotonic time, requests per second
     window: pl.LazyFrame,
     labelers: list[Labeler],
     rules: RulesLabeler | None,
@@ -276,7 +283,8 @@ async def _label(
         external=external,
         requests=int((external or {}).get("requests", 0)),
         errors=errors,
-        seconds=round(time.monotonic() - started, 3),
+        seconds=round(time.monotonic() - since[0], 3),
+        timeline=client.stats.timeline_since(since[1]) if client is not None else [],
         paths={
             "labels": str(run.paths.labels),
             "chosen": str(run.paths.chosen),

@@ -34,6 +34,8 @@ def test_fast_demo_verifies_every_planned_change_and_stops_the_emulator(
     assert run.stages.label.csv["files"] == 2
     assert run.report is not None and run.report.exists()
     assert run.report.is_relative_to(tmp_path / "demo")
+    # The judge's GETs, like every stage's requests, are charted second by second.
+    assert sum(n for _, n in run.stages.label.timeline) == run.stages.label.requests > 0
     assert any("--fast" in line for line in lines)  # a raised limit is never silent
     summary = result.summary()
     assert "report.html" in summary and "my-real-token" not in summary

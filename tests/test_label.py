@@ -376,7 +376,7 @@ def mixed_outputs(tmp_path: Path, variant: str) -> dict[str, Any]:
         frame = pl.read_parquet(path).sort(order)
         return [[v.isoformat() if isinstance(v, datetime) else v for v in r] for r in frame.rows()]
 
-    drop = {"seconds", "paths", "run_id"}
+    drop = {"seconds", "paths", "run_id", "timeline"}  # when, not what
     result = {k: v for k, v in result.items() if k not in drop}
     result["external"] = {k: v for k, v in result["external"].items() if k != "seconds"}
     analysis["external"] = {k: v for k, v in analysis["external"].items() if k != "seconds"}

@@ -103,7 +103,7 @@ def _csv_files(folder: RunFolder) -> list[dict[str, Any]]:
 
 def _stage_requests(folder: RunFolder) -> list[StageRequests]:
     """Each stage that ran and sent requests: its count, its seconds, its per-second timeline
-    (the load's, the plan's look-ups', verify's; the others show their average)."""
+    (a result written before timelines existed shows its average)."""
     r = folder.results
     rows = [
         StageRequests(
@@ -111,7 +111,9 @@ def _stage_requests(folder: RunFolder) -> list[StageRequests]:
         )
         if r.extract
         else None,
-        StageRequests("label", r.label.requests, float(r.label.seconds)) if r.label else None,
+        StageRequests("label", r.label.requests, float(r.label.seconds), r.label.timeline or None)
+        if r.label
+        else None,
         StageRequests(
             "plan", r.plan.lookup_requests, float(r.plan.seconds), r.plan.timeline or None
         )
