@@ -13,10 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
-from rich.progress import Progress as RichProgress
-
 
 class Task:
     """One stage's counters; shown as it goes."""
@@ -114,6 +110,11 @@ class Progress:
     def _rich_task(
         self, name: str, total: int | None, unit: str, budget_per_s: float | None
     ) -> Iterator[Task]:
+        # rich only for a bar on a terminal: a quiet or logged run starts without loading it
+        from rich.console import Console
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
         bar = RichProgress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
