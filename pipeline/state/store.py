@@ -28,15 +28,14 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from pipeline.errors import DamagedFileError, StageError, UnknownRunError
 from pipeline.redaction import scrub, scrub_table
 from pipeline.timefmt import iso, parse_iso
 from pipeline.window import Window
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from pipeline.config import JobConfig
 
 STATE_FILE = "state.sqlite"
@@ -74,6 +73,8 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
     """Write a Parquet file under a temporary name in the same folder, then rename it into place.
 
     String columns are scrubbed of known secrets (a labeler's `reason` may quote one)."""
+    import pyarrow.parquet as pq  # here, not at the top: a run's first request need not wait for it
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -93,6 +94,9 @@ def write_parquet_stream_atomic(
     """`write_parquet_atomic` for data that arrives in pieces (a streamed query's batches): each
     piece is cast to `schema`, scrubbed and appended, so only one piece is in memory at a time.
     Returns the rows written; no piece at all writes an empty file of `schema`."""
+    import pyarrow as pa  # here, not at the top: a run's first request need not wait for it
+    import pyarrow.parquet as pq
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     rows = 0
@@ -328,6 +332,9 @@ def rewrite_run_info(
 
 def parquet_readable(path: Path) -> bool:
     """Whether a Parquet file exists and its footer reads (a truncated file's does not)."""
+    import pyarrow as pa  # here, not at the top: a run's first request need not wait for it
+    import pyarrow.parquet as pq
+
     try:
         pq.read_metadata(path)
     except (OSError, pa.ArrowException):
