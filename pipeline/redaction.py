@@ -11,16 +11,19 @@ anything that looks like a bearer credential, with ``***``. Values shorter than
 ``MIN_SECRET_LENGTH`` are not registered: they would match ordinary words and numbers (a "true"
 would turn every JSON boolean into ``***``), and no API token is that short.
 
-This module imports nothing else from the package, so every layer may use it.
+This module imports nothing else from the package, so every layer may use it, and pyarrow only
+when a table is scrubbed, so light commands (``--help``, a run up to its first request) do not
+load it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MASK = "***"
 MIN_SECRET_LENGTH = 8
@@ -98,6 +101,9 @@ def scrub_table(table: pa.Table) -> pa.Table:
     """
     if not _secrets:
         return table
+    import pyarrow as pa  # here, not at the top: every layer imports this module, light ones too
+    import pyarrow.compute as pc
+
     for i, column in enumerate(table.columns):
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             continue
