@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pipeline.schemas import LOG_SCHEMA
-
 Want = Literal["condition", "number"]
 
 
@@ -18,6 +16,8 @@ def check_sql(text: str, want: Want) -> str | None:
     """None if ``text`` is usable as ``want``, else what is wrong, in one sentence that lists
     the columns there are."""
     import polars as pl  # only when a job has rules: `aigw-feedback --help` stays light
+
+    from pipeline.schemas import LOG_SCHEMA  # pyarrow, likewise
 
     schema = pl.Schema(LOG_SCHEMA)
     columns = ", ".join(schema.names())
