@@ -15,8 +15,10 @@ verify against the server) compares canonical ids; the server's own spelling is 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import polars as pl
+if TYPE_CHECKING:
+    import polars as pl
 
 ULID = r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}"
 UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
@@ -40,6 +42,8 @@ def canonical_id(log_id: str) -> str:
 
 def canonical_id_expr(column: pl.Expr) -> pl.Expr:
     """The same, as a polars expression (vectorised: no Python call per row)."""
+    import polars as pl  # here, not at the top: canonical_id's callers (the client side) stay light
+
     text = column.str.strip_chars(BLANKS)
     return (
         pl.when(text.str.contains(f"^{ULID}$"))
