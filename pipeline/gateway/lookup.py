@@ -24,13 +24,14 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import BudgetExhausted, NotFoundError
 from pipeline.gateway.client import LogEntry, LogsClient
 from pipeline.ids import canonical_id
+
+if TYPE_CHECKING:
+    import polars as pl
 
 BATCH = 50  # the API's per_page limit, and so the most ids one filtered list request can return
 CONFIRM = 5  # GETs that check "not returned" means "does not exist"
@@ -163,6 +164,8 @@ def entries_frame(entries: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
 
     A field the response does not carry is unknown, not empty: ``has_*`` says which.
     """
+    import polars as pl  # here, not at the top: the client side (check, the extract) stays light
+
     rows = [
         {
             "id": str(e["id"]),
