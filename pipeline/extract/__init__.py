@@ -22,8 +22,9 @@ two steps:
 The result counts what changed: the window's count at the start and at the end, logs that
 arrived or vanished behind the cursor (found by reconcile), and count changes seen ahead of it.
 
-The logs are held by id and streamed into per-day staging files that then replace their
-partitions, one rename each (``staging``); ``rows`` turns API entries into LOG_SCHEMA rows.
+The logs are held by id (``held``) and streamed into per-day staging files that then replace
+their partitions, one rename each (``staging``); ``rows`` turns API entries into LOG_SCHEMA rows.
+Only ``staging`` loads pyarrow, with the first log held: the first requests do not wait for it.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ from datetime import date
 from typing import Any, Self
 
 from pipeline.config import JobConfig
+from pipeline.extract.held import Held
 from pipeline.extract.paging import Pager
 from pipeline.extract.reconcile import Settled, extra_bound, reconcile
 from pipeline.extract.rows import at_ms, ceil_ms
-from pipeline.extract.staging import Held, Staging, swap_in
 from pipeline.gateway.client import LogsClient
 from pipeline.progress import Progress
 from pipeline.result import StageResult
@@ -173,11 +174,10 @@ async def extract(
     requests_before = client.stats.requests
     seconds_before = Counter(client.stats.per_second)
     data_dir, gateway_id = job.store.data_dir, job.gateway.gateway_id
-    staging = Staging(logs_root(data_dir, gateway_id) / f".staging-{secrets.token_hex(4)}")
+    held = Held(logs_root(data_dir, gateway_id) / f".staging-{secrets.token_hex(4)}", clock)
     try:
         budget_per_s = client.budget.report().get("budget_per_s")
         with progress.task("extract", unit="logs", budget_per_s=budget_per_s) as task:
-            held = Held(staging, clock)
             pager = Pager(
                 client,
                 filters=[f.to_json() for f in job.extract.filters],
@@ -193,10 +193,9 @@ async def extract(
                 settled = Settled(complete=True, total=scan.first_total)
             else:
                 settled = await reconcile(pager, lo, hi, bound=bound)
-        staging.close()
-        partitions = swap_in(staging, held.dropped, window, data_dir, gateway_id)
+        partitions = held.staging.swap_in(held.dropped, window, data_dir, gateway_id)
     finally:
-        staging.discard()
+        held.discard()
     logs = len(held)
     complete = settled.complete and not scan.unverified
     unsettled = tuple(

@@ -48,9 +48,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pipeline.errors import ApiError, BadRequestError
+from pipeline.extract.held import Held
 from pipeline.extract.ranges import Range, Scan, Walk
 from pipeline.extract.rows import DAY_MS, at_ms, entry_ms
-from pipeline.extract.staging import Held
 from pipeline.gateway.client import LogEntry, LogPage, LogsClient
 from pipeline.progress import Task
 from pipeline.timefmt import iso_ms
@@ -201,7 +201,7 @@ class Pager:
             if r.pair is not None:
                 out.changes_ahead += r.pair.settle(r, total)
             r.expect = r.pair = None
-            self.held.staging.close_before(walk.low_water() // DAY_MS)
+            self.held.close_before(walk.low_water() // DAY_MS)
             if len(stamps) < self.per_page or total <= len(stamps):
                 return
             last = stamps[-1]

@@ -1,16 +1,16 @@
-"""The logs held so far, and writing them: per-day staging files, then one rename per partition.
+"""Writing the logs held: per-day staging files, then one rename per partition.
 
-Logs are de-duplicated by id (``Held``) and streamed into per-day staging files in row groups
-(``Staging``), so memory stays bounded; the staged days then replace their partitions, each with
-one rename (``swap_in``). A day the window only partly covers keeps the rows of that day outside
-the window that are already on disk. Until the swap nothing under the partitions changes, so a
+The logs ``held`` keeps (de-duplicated by id) are streamed into per-day staging files in row
+groups (``Staging``), so memory stays bounded; the staged days then replace their partitions,
+each with one rename (``Staging.swap_in``). A day the window only partly covers keeps the rows
+of that day outside the window that are already on disk. Until the swap nothing under the partitions changes, so a
 run stopped by a cap or an error leaves them as they were.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -20,49 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.extract.rows import DAY_MS, ceil_ms, day_date, day_number, log_row
-from pipeline.gateway.client import LogEntry
+from pipeline.extract.rows import DAY_MS, ceil_ms, day_date, day_number
 from pipeline.schemas import LOG_SCHEMA
 from pipeline.state.store import partition_dir, replace_partition
 from pipeline.window import Window
 
 ROW_GROUP_ROWS = 65_536
 BATCH_ROWS = 2_048
-
-
-class Held:
-    """Ids held (id -> created_at ms), ids dropped by reconcile, and the staging writer."""
-
-    def __init__(self, staging: Staging, clock: Callable[[], float]) -> None:
-        self.staging = staging
-        self.clock = clock
-        self.ms_of: dict[str, int] = {}
-        self.dropped: dict[str, int] = {}  # staged, then found gone: left out when swapping in
-
-    def __len__(self) -> int:
-        return len(self.ms_of)
-
-    def add(self, entries: list[LogEntry], stamps: list[int]) -> int:
-        """Keep the entries not held yet; returns how many were new."""
-        fresh = [(e, s) for e, s in zip(entries, stamps, strict=True) if e["id"] not in self.ms_of]
-        if not fresh:
-            return 0
-        extracted_at = int(self.clock() * 1000)
-        for entry, stamp in fresh:
-            log_id = entry["id"]
-            self.ms_of[log_id] = stamp
-            if self.dropped.pop(log_id, None) is None:  # a dropped one is still staged
-                self.staging.add(stamp // DAY_MS, log_row(entry, stamp, extracted_at))
-        return len(fresh)
-
-    def drop(self, gone: Iterable[str]) -> None:
-        """These held logs are no longer in the API: leave them out."""
-        for log_id in gone:
-            self.dropped[log_id] = self.ms_of.pop(log_id)
-
-    def index(self) -> list[tuple[int, str]]:
-        """(created_at ms, id) of every held log, in time order."""
-        return sorted((s, i) for i, s in self.ms_of.items())
 
 
 @dataclass
@@ -137,32 +101,33 @@ class Staging:
                 files.writer = None
         shutil.rmtree(self.root, ignore_errors=True)
 
-
-def swap_in(
-    staging: Staging, dropped: dict[str, int], window: Window, data_dir: Path, gateway_id: str
-) -> list[Path]:
-    """Finish each day's staged folder, then rename each into place; returns the partitions."""
-    lo, hi = ceil_ms(window.start), ceil_ms(window.end)
-    staged: list[tuple[Path, Path]] = []
-    for day in window.days():
-        number = day_number(day)
-        files = staging.days.get(number, _DayFiles())
-        folder = staging.folder(day)
-        folder.mkdir(parents=True, exist_ok=True)
-        gone = sorted(i for i, s in dropped.items() if s // DAY_MS == number)
-        if gone:
-            for part in files.parts:
-                _drop_ids(part, pa.array(gone, pa.string()))
-        target = partition_dir(data_dir, gateway_id, day)
-        if not window.covers_day(day) and target.exists():
-            # Keep the rows of this day outside the window; the window's own rows are replaced.
-            _copy_filtered(sorted(target.glob("*.parquet")), folder / "part-kept.parquet", lo, hi)
-        if not any(folder.glob("*.parquet")):
-            pq.write_table(LOG_SCHEMA.empty_table(), folder / "part-0.parquet")
-        staged.append((target, folder))
-    for target, folder in staged:
-        replace_partition(target, folder)
-    return [target for target, _ in staged]
+    def swap_in(
+        self, dropped: dict[str, int], window: Window, data_dir: Path, gateway_id: str
+    ) -> list[Path]:
+        """Finish each day's staged folder, then rename each into place; returns the partitions."""
+        self.close()
+        lo, hi = ceil_ms(window.start), ceil_ms(window.end)
+        staged: list[tuple[Path, Path]] = []
+        for day in window.days():
+            number = day_number(day)
+            files = self.days.get(number, _DayFiles())
+            folder = self.folder(day)
+            folder.mkdir(parents=True, exist_ok=True)
+            gone = sorted(i for i, s in dropped.items() if s // DAY_MS == number)
+            if gone:
+                for part in files.parts:
+                    _drop_ids(part, pa.array(gone, pa.string()))
+            target = partition_dir(data_dir, gateway_id, day)
+            if not window.covers_day(day) and target.exists():
+                # Keep the rows of this day outside the window; the window's own rows are replaced.
+                kept = folder / "part-kept.parquet"
+                _copy_filtered(sorted(target.glob("*.parquet")), kept, lo, hi)
+            if not any(folder.glob("*.parquet")):
+                pq.write_table(LOG_SCHEMA.empty_table(), folder / "part-0.parquet")
+            staged.append((target, folder))
+        for target, folder in staged:
+            replace_partition(target, folder)
+        return [target for target, _ in staged]
 
 
 def _drop_ids(path: Path, ids: pa.Array) -> None:
