@@ -9,6 +9,7 @@ and it plans again, against what the server shows now, a run whose journal was l
 
 from __future__ import annotations
 
+import importlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,15 +17,10 @@ from typing import Any
 
 from pipeline.config import JobConfig
 from pipeline.errors import DamagedFileError, UsageError
-from pipeline.extract import ExtractResult
-from pipeline.label import LabelResult
-from pipeline.load import LoadResult
-from pipeline.plan import PlanResult
 from pipeline.result import JsonResult, read_result
 from pipeline.state import history, store
 from pipeline.state.journal import journal_has_rows
 from pipeline.state.store import RunInfo
-from pipeline.verify import VerifyResult
 from pipeline.window import Window
 
 log = logging.getLogger(__name__)
@@ -75,19 +71,31 @@ def forget_stale_plan(run: RunInfo, data_dir: Path) -> None:
         run.paths.stage_result(stage).unlink(missing_ok=True)
 
 
-RESULT_TYPES: dict[str, Any] = {  # each has from_json(data) -> the result
-    "extract": ExtractResult,
-    "label": LabelResult,
-    "plan": PlanResult,
-    "load": LoadResult,
-    "verify": VerifyResult,
+# Each stage's result type (it has from_json(data) -> the result), by the module that defines it:
+# a stage's module is imported only when a result of it is there to read, so a new run's first
+# request does not wait for the later stages' polars and pyarrow (start-up time).
+RESULT_TYPES: dict[str, tuple[str, str]] = {
+    "extract": ("pipeline.extract", "ExtractResult"),
+    "label": ("pipeline.label", "LabelResult"),
+    "plan": ("pipeline.plan", "PlanResult"),
+    "load": ("pipeline.load", "LoadResult"),
+    "verify": ("pipeline.verify", "VerifyResult"),
 }
+
+
+def result_type(stage: str) -> Any:
+    """The result class of `stage` (see RESULT_TYPES)."""
+    module, name = RESULT_TYPES[stage]
+    return getattr(importlib.import_module(module), name)
 
 
 def read_stage_result(run: RunInfo, stage: str) -> JsonResult | None:
     """A stage's result from an earlier attempt, if that stage is really done: its result file
     reads, and so do the files it handed over. A damaged hand-over is rebuilt, not trusted."""
-    result: JsonResult | None = read_result(RESULT_TYPES[stage], run.paths.stage_result(stage))
+    path = run.paths.stage_result(stage)
+    if not path.exists():
+        return None
+    result: JsonResult | None = read_result(result_type(stage), path)
     if result is None:
         return None
     damaged = [p for p in run.paths.stage_outputs(stage) if not store.parquet_readable(p)]

@@ -36,7 +36,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -46,13 +46,9 @@ from pipeline.errors import BudgetExhausted, UsageError
 from pipeline.extract import ExtractResult, extract
 from pipeline.gateway import open_client
 from pipeline.gateway.client import LogsClient
-from pipeline.label import label
-from pipeline.load import LoadResult, load_with_progress
 from pipeline.logging_setup import redact
 from pipeline.outcome import write_outcome
-from pipeline.plan import plan
 from pipeline.progress import Progress
-from pipeline.report import build_report, exit_code_for
 from pipeline.result import JsonResult
 from pipeline.resume import (
     forget_stale_plan,
@@ -65,8 +61,14 @@ from pipeline.run_result import BULKY_KEYS, STAGES, RunResult, Stages
 from pipeline.signals import stop_on_signals
 from pipeline.state import history, lock, recover, store
 from pipeline.state.store import RunInfo
-from pipeline.verify import VerifyResult, verify
 from pipeline.window import Window, nightly_window, parse_window
+
+# The stages after the extract (label, plan, load, verify) and the report load polars, pyarrow and
+# jinja2: each is imported where it runs, so that a run's first request (the extract's) does not
+# wait for them. Start-up time, not a cycle: they import nothing from here.
+if TYPE_CHECKING:
+    from pipeline.load import LoadResult
+    from pipeline.verify import VerifyResult
 
 log = logging.getLogger(__name__)
 
@@ -369,6 +371,8 @@ class Runner:
             status, code = "dry_run", 0
         else:
             try:
+                from pipeline.report import build_report, exit_code_for  # see the top
+
                 built = build_report(self.job, run)
                 status, code, report = built.status, exit_code_for(built), built.paths.get("html")
             except Exception as exc:  # the report must never hide what stopped the run
@@ -427,19 +431,27 @@ class Runner:
                 self.job, run.window, client=self.client, progress=self.progress, run=run
             )
         elif stage == "label":
+            from pipeline.label import label  # imported where it runs: see the top
+
             # A dry run reads the CSV inbox without consuming it: the files stay for a real run.
             result = await label(self.job, run, client=self.client, dry_run=self.dry_run)
         else:
+            from pipeline.plan import plan  # imported where it runs: see the top
+
             result = await plan(self.job, run, client=self.client, use_extract=extracts)
         _log_stage(stage, result, run.run_id)
         return result
 
     async def _load(self, run: RunInfo) -> LoadResult:
+        from pipeline.load import load_with_progress  # imported where it runs: see the top
+
         result = await load_with_progress(self.job, run, client=self.client, progress=self.progress)
         _log_stage("load", result, run.run_id)
         return result
 
     async def _verify(self, run: RunInfo) -> VerifyResult:
+        from pipeline.verify import verify  # imported where it runs: see the top
+
         if self.sleep is None:
             result = await verify(self.job, run, client=self.client)
         else:
