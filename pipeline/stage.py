@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 import httpx
 
@@ -40,17 +40,21 @@ from pipeline.extract import ExtractResult, extract
 from pipeline.gateway import open_client
 from pipeline.gateway.budget import Sleep
 from pipeline.gateway.client import LogsClient
-from pipeline.label import LabelResult, label
-from pipeline.load import LoadResult, load_with_progress
-from pipeline.plan import PlanResult, plan
 from pipeline.progress import Progress
-from pipeline.report import build_report, report
 from pipeline.resume import open_job_run
 from pipeline.signals import stop_on_signals
 from pipeline.state import lock, store
 from pipeline.state.store import RunInfo
-from pipeline.verify import VerifyResult, verify
 from pipeline.window import Window, parse_window
+
+# The stages after the extract and the report load polars, pyarrow and jinja2: each is imported
+# where it runs, so `aigw-feedback extract` sends its first request without waiting for them.
+# Start-up time, not a cycle: they import nothing from here.
+if TYPE_CHECKING:
+    from pipeline.label import LabelResult
+    from pipeline.load import LoadResult
+    from pipeline.plan import PlanResult
+    from pipeline.verify import VerifyResult
 
 __all__ = [
     "STAGES",
@@ -64,7 +68,7 @@ __all__ = [
 
 Stage = Literal["extract", "label", "plan", "load", "verify"]
 STAGES: tuple[Stage, ...] = get_args(Stage)
-AnyStageResult = ExtractResult | LabelResult | PlanResult | LoadResult | VerifyResult
+AnyStageResult: TypeAlias = "ExtractResult | LabelResult | PlanResult | LoadResult | VerifyResult"
 ReportFormat = Literal["md", "json", "html"]
 
 
@@ -203,16 +207,23 @@ async def _stage(
         async with api.client() as client:
             return await extract(job, run.window, client=client, progress=progress, run=run)
     if stage == "label":
+        from pipeline.label import label  # imported where it runs: see the top
+
         external = job.labels.external
         if not (external.enabled and external.fetch_heads):
             return await label(job, run)  # local data only: no client, no token needed
         async with api.client() as client:
             return await label(job, run, client=client)
     if stage == "plan":
+        from pipeline.plan import plan  # imported where it runs: see the top
+
         async with api.client() as client:
             return await plan(job, run, client=client)
     if stage == "load":
         return await _load(job, run, progress, api)
+    from pipeline.report import build_report  # imported where they run: see the top
+    from pipeline.verify import verify
+
     async with api.client() as client:
         checked = await verify(job, run, client=client, sleep=api.sleep or asyncio.sleep)
     build_report(job, run)  # the run's last stage: its report is complete now
@@ -220,6 +231,8 @@ async def _stage(
 
 
 async def _load(job: JobConfig, run: RunInfo, progress: Progress, api: _Api) -> LoadResult:
+    from pipeline.load import load_with_progress  # imported where it runs: see the top
+
     async with api.client() as client:
         return await load_with_progress(job, run, client=client, progress=progress)
 
@@ -260,6 +273,8 @@ def show_report(
     With ``out`` the three files are written there and their paths shown; with ``inline`` the
     chosen format itself (HTML too); else md and json themselves and, for html, the path of the
     run's report.html (UsageError when the run stopped before writing one)."""
+    from pipeline.report import report  # imported where it runs: see the top
+
     result = report(run_id, data_dir, out=out)
     if out is not None:
         text = result.summary() + "\n"
