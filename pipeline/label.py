@@ -48,6 +48,7 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.config import JobConfig
+from pipeline.ids import canonical_id_expr
 from pipeline.labelers.base import (
     ROW,
     Clock,
@@ -202,7 +203,8 @@ async def _label(
 
     # The rules' SQL runs once: one streamed pass over the logs sinks `_row`, `id` and each
     # rule's matched/feedback/score to a narrow file; every later pass reads that file.
-    rows = window.select(ROW, "id")
+    # Ids are compared and written in their canonical spelling (pipeline.ids), converted once.
+    rows = window.select(ROW, canonical_id_expr(pl.col("id")).alias("id"))
     on_rows = rules
     if rules is not None:
         rules.evaluate(window).sink_parquet(evaluated, compression="lz4", statistics=False)
@@ -236,7 +238,7 @@ async def _label(
     computed = on_rows.computed(now, stats) if on_rows is not None else []
     rule_order = [r.name for r in job.labels.rules]
     combined = combine_streamed(
-        held, rows, size, job.load.precedence, rule_order, computed, placed=True
+        held, rows, size, job.load.precedence, rule_order, computed, placed=True, canonical_ids=True
     )
     analysis = combined.analysis()
     csv_acct = accounts.get("csv", {})

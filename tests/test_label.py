@@ -157,6 +157,25 @@ def test_old_logs_named_in_a_csv_are_kept_outside_the_window(tmp_path: Path) -> 
     assert out["result"].outside_window == 1
 
 
+def test_a_log_the_extract_spelled_in_lower_case_is_one_labeled_log_in_the_window(
+    tmp_path: Path,
+) -> None:
+    """An analyst's upper-case ULID names the window's log the API spelled in lower case: one
+    chosen row, in the window (not a second log outside it), with the id in canonical spelling."""
+    job = make_job(tmp_path, RULES)
+    entries = sample_logs(300)
+    entries[0] = {**entries[0], "id": entries[0]["id"].lower()}
+    logs = write_logs(job, entries)
+    ulid = logs["id"][0].upper()
+    write_csv(job.labels.csv.inbox, "a.csv", f"log_id,feedback\n{ulid},down\n")
+    run = make_run(job)
+    result = asyncio.run(label(job, run, clock=lambda: NOW))
+    chosen = pl.read_parquet(run.paths.chosen)
+    rows = chosen.filter(pl.col("log_id").str.to_uppercase() == ulid)
+    assert rows.select("log_id", "source", "in_window").rows() == [(ulid, "csv:a.csv", True)]
+    assert (result.total, result.outside_window) == (300, 0)
+
+
 def test_analysis_numbers_add_up(tmp_path: Path) -> None:
     """Every count in the analysis is consistent with the files it describes."""
     out = run_label(tmp_path, csv=CSV)

@@ -75,12 +75,14 @@ def labeled_at_expr(now: datetime) -> pl.Expr:
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
-def to_label_frame(frame: Frame, now: datetime) -> Frame:
+def to_label_frame(frame: Frame, now: datetime, *, canonical: bool = False) -> Frame:
     """Columns log_id, feedback, score, source, reason (and `_row`, if there) -> a LABEL_SCHEMA
-    frame (plus `_row`); lazy in, lazy out."""
+    frame (plus `_row`); lazy in, lazy out. `canonical`: the ids are in their canonical spelling
+    already (not converted again: the conversion is a regular expression per row)."""
     row = [pl.col(ROW).cast(pl.UInt32)] if ROW in frame.collect_schema().names() else []
+    log_id = pl.col("log_id").cast(pl.String)
     return frame.select(
-        canonical_id_expr(pl.col("log_id").cast(pl.String)).alias("log_id"),
+        (log_id if canonical else canonical_id_expr(log_id)).alias("log_id"),
         pl.col("feedback").cast(pl.Int8),
         pl.col("score").cast(pl.Float64),
         pl.col("source").cast(pl.String),

@@ -357,10 +357,12 @@ def combine_streamed(
     computed: Sequence[Computed] = (),
     *,
     placed: bool = False,
+    canonical_ids: bool = False,
 ) -> Combined:
     """The wide frame over `window` (a lazy scan of the window's logs with `_row`, `size` rows)
     for the frame `labels` (LABEL_SCHEMA, optionally with `_row`) and the `computed` sources.
-    `placed`: a label without `_row` is known to be outside the window (not looked up)."""
+    `placed`: a label without `_row` is known to be outside the window (not looked up).
+    `canonical_ids`: the window's ids are in their canonical spelling already (`pipeline.ids`)."""
     labels, _ = _resolve_rows(labels, window, size, placed=placed)
     by_name = {c.source: c for c in computed}
     sources = order_sources(
@@ -422,6 +424,7 @@ def combine_streamed(
         else pl.lit(None, pl.Int32)
     )
     columns = window.select(pl.col(ROW), pl.col("id"), *window_cols)
+    window_id = pl.col("id") if canonical_ids else canonical_id_expr(pl.col("id"))
 
     def wide(first: int = 0, rows: int | None = None, with_outside: bool = True) -> pl.LazyFrame:
         part = columns if first == 0 and rows is None else columns.slice(first, rows)
@@ -431,7 +434,7 @@ def combine_streamed(
         return (
             pl.concat(parts, how="diagonal_relaxed")
             .with_columns(
-                pl.coalesce(pl.col("_id"), canonical_id_expr(pl.col("id"))).alias("log_id"),
+                pl.coalesce(pl.col("_id"), window_id).alias("log_id"),
                 *[pl.col(h).fill_null(False) for h in h_cols],
             )
             .drop("_id", "id")

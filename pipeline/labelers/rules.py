@@ -36,6 +36,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.config import RuleConfig
+from pipeline.ids import canonical_id_expr
 from pipeline.labelers.base import (
     ROW,
     LabelContext,
@@ -111,10 +112,15 @@ class RulesLabeler:
     kind = "rules"
 
     def __init__(
-        self, rules: Sequence[RuleConfig], columns: Sequence[RuleColumns] | None = None
+        self,
+        rules: Sequence[RuleConfig],
+        columns: Sequence[RuleColumns] | None = None,
+        *,
+        canonical_ids: bool = False,
     ) -> None:
         self.rules = tuple(rules)
         self.name = "rules"
+        self.canonical_ids = canonical_ids  # the frames it reads hold ids canonical already
         self.columns = (
             list(columns)
             if columns is not None
@@ -122,10 +128,11 @@ class RulesLabeler:
         )
 
     def evaluate(self, logs: pl.LazyFrame) -> pl.LazyFrame:
-        """Every rule evaluated once over `logs` (numbered with `_row`): `_row`, `id`, and per
-        rule i its `_m<i>` matched, `_f<i>` valid feedback, `_s<i>` valid score. The stage sinks
-        this narrow frame to a file in one streamed pass and reads it in every later pass
-        (`evaluated`) instead of evaluating the rules' SQL over the logs again."""
+        """Every rule evaluated once over `logs` (numbered with `_row`): `_row`, `id` (in its
+        canonical spelling, `pipeline.ids`), and per rule i its `_m<i>` matched, `_f<i>` valid
+        feedback, `_s<i>` valid score. The stage sinks this narrow frame to a file in one
+        streamed pass and reads it in every later pass (`evaluated`) instead of evaluating the
+        rules' SQL (and the ids' spelling, a regular expression per log) over the logs again."""
         cols: list[pl.Expr] = []
         for i, c in enumerate(self.columns):
             cols += [
@@ -133,7 +140,7 @@ class RulesLabeler:
                 c.feedback.cast(pl.Int8).alias(f"_f{i}"),
                 c.score.cast(pl.Float64).alias(f"_s{i}"),
             ]
-        return logs.select(pl.col(ROW), pl.col("id"), *cols)
+        return logs.select(pl.col(ROW), canonical_id_expr(pl.col("id")).alias("id"), *cols)
 
     def evaluated(self) -> RulesLabeler:
         """The same rules as reads of the columns that `evaluate` gives: `stats`, `labels` and
@@ -142,7 +149,7 @@ class RulesLabeler:
         for i, c in enumerate(self.columns):
             m, f, s = pl.col(f"_m{i}"), pl.col(f"_f{i}"), pl.col(f"_s{i}")
             columns.append(RuleColumns(c.rule, m, f, s, m & (f.is_not_null() | s.is_not_null())))
-        return RulesLabeler(self.rules, columns)
+        return RulesLabeler(self.rules, columns, canonical_ids=True)
 
     async def label(
         self, logs: pl.DataFrame | pl.LazyFrame, context: LabelContext
@@ -202,7 +209,9 @@ class RulesLabeler:
         ]
         if not parts:
             return empty_labels().with_columns(pl.lit(None, pl.UInt32).alias(ROW)).lazy()
-        return to_label_frame(pl.concat(parts, how="vertical_relaxed"), now)
+        return to_label_frame(
+            pl.concat(parts, how="vertical_relaxed"), now, canonical=self.canonical_ids
+        )
 
     def computed(self, now: datetime, stats: Mapping[str, Mapping[str, int]]) -> list[Computed]:
         """The rules that label something, as sources for `combine_streamed`."""
