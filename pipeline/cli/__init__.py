@@ -10,12 +10,14 @@ Only here do exceptions become messages and exit codes:
     emulator   emulator serve
 
 Every command imports what it calls inside its function, so `aigw-feedback --help` loads click and
-these modules only (no polars, pyarrow or httpx).
+these modules only (no polars, pyarrow or httpx), and a run loads polars, pyarrow and jinja2 only
+for the stages that use them, after its first request (see pipeline.run).
 """
 
 from __future__ import annotations
 
 import errno
+import sys
 from typing import Any, NoReturn
 
 import click
@@ -28,6 +30,13 @@ from pipeline.cli.stages import COMMANDS as STAGE_COMMANDS
 from pipeline.errors import PipelineError
 
 __all__ = ["cli", "main"]
+
+# httpx's package imports httpx's own command line (httpx._main), and that loads rich's console,
+# tables and syntax highlighting and pygments whenever they are installed (rich is: our progress
+# bar), about 50 ms of every start of ours. This process is aigw-feedback's command line and never
+# runs httpx's, so that module is marked absent here, before any command imports httpx: httpx
+# then defines its stub `httpx.main` instead (its own fallback for a missing CLI extra).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 class _Group(click.Group):
