@@ -18,10 +18,13 @@ window. Before each request ``slot()`` waits until all of these hold:
   answer came back (the server may have counted it as late as that), so the budget knows exactly
   when each slot frees, and waits for just that; one request of the server's quota is kept as a
   safety (and ``concurrency`` more while others are seen using the bucket, for what they have in
-  flight), so even at headroom 1.0 no request should be refused;
+  flight), so even at headroom 1.0 no request should be refused; while others are seen, a host takes
+  at most half the window, so one that joins late gets a share;
 * at most 200 requests leave this machine in any second, whatever the token (Cloudflare's per-IP
   limit);
-* fewer than ``concurrency`` of this process's requests are in flight.
+* fewer than ``concurrency`` of this process's requests are in flight, and only one until the first
+  answer has shown how full the server's window is (another host may be keeping it full: a burst
+  into it would be refused, and a refusal blocks the token for minutes).
 
 ``observe()`` learns from each response. ``Ratelimit-Policy: "<name>";q=<quota>;w=<window>`` (any
 policy name; the older ``x-ratelimit-limit`` when it is absent) sets the server's policy.
@@ -214,6 +217,7 @@ class Budget:
         self._server: Policy | None = None
         self._round_trips: collections.deque[float] = collections.deque(maxlen=32)
         self._in_flight = 0
+        self._answered = False
         self._waiters: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._db = _SharedState(state_path or config.shared_state or default_state_path(), key)
@@ -255,6 +259,10 @@ class Budget:
         safety = 1 + (self.config.concurrency if foreign > 0 else 0)
         ceiling = min(server.quota - safety, math.floor(server.quota * headroom))
         server_cap = max(1.0, ceiling - foreign)
+        if foreign > 0:
+            # Sharing: take at most half, so a host that joins a window another keeps full gets a
+            # share of it, not the one slot left (three hosts still get about a fifth each).
+            server_cap = min(server_cap, max(1.0, math.floor(ceiling / 2)))
         server_rate = min(
             max(1.0, server.quota * headroom - foreign) / server.window,
             server_cap / (server.window + round_trip),
@@ -347,7 +355,7 @@ class Budget:
     async def _enter(self) -> int:
         cond = self._condition()
         async with cond:
-            await cond.wait_for(lambda: self._in_flight < self.config.concurrency)
+            await cond.wait_for(lambda: self._in_flight < self._concurrency())
             self._in_flight += 1
         try:
             waited = False
@@ -379,8 +387,15 @@ class Budget:
             await self._leave(None)
             raise
 
+    def _concurrency(self) -> int:
+        # The first request goes alone: until its answer says how full the server's window is
+        # (another host may be keeping it full), a burst could be refused, and a refusal blocks
+        # the token for minutes.
+        return self.config.concurrency if self._answered else 1
+
     async def _leave(self, row: int | None) -> None:
         if row is not None:
+            self._answered = True
             answered = self.clock()
             self._db.answered(row, answered)
             sent_at = _SENT_AT.get()
@@ -389,7 +404,7 @@ class Budget:
         cond = self._condition()
         async with cond:
             self._in_flight -= 1
-            cond.notify()
+            cond.notify_all()
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         """Sleep, but wake at once when stop() is called (a 429 pause can last minutes)."""
@@ -506,10 +521,13 @@ class _SharedState:
                 counted = cur.execute(f"SELECT count(*) FROM budget_sends WHERE {where}", args)
                 sent = int(counted.fetchone()[0])
                 if sent >= cap:
+                    # When the slot that must free is a request still in flight, its answer may
+                    # come any moment: wait as if it came now and look again (not for the two
+                    # minutes an unanswered request counts).
                     nth = cur.execute(
-                        f"SELECT {_COUNTED_UNTIL} AS u FROM budget_sends WHERE {where}"
-                        " ORDER BY u LIMIT 1 OFFSET ?",
-                        (*args, int(sent - cap)),
+                        "SELECT coalesce(done, ?) AS u FROM budget_sends"
+                        f" WHERE {where} ORDER BY u LIMIT 1 OFFSET ?",
+                        (now, *args, int(sent - cap)),
                     ).fetchone()
                     wait = max(wait, nth[0] + width - now)
             # Cloudflare's per-IP limit, over every token this machine uses: bursts, but at most
