@@ -92,6 +92,9 @@ class Table:
     extra: list[str | None]
     rejects: list[str | None] | None = None  # a reject code found while reading (broken_quote)
     sheet: str = ""  # the sheet of a workbook; "" for CSV
+    # The rows already as columns (orig_<i>, line, extra, read_reject), read without a Python
+    # object per cell (`_plain_rows`); `rows`, `lines` and `extra` are then empty.
+    cells: pl.DataFrame | None = None
 
 
 # When the detector finds several encodings equally clean, the one Excel writes on the analyst's
@@ -161,6 +164,21 @@ def decode(data: bytes) -> tuple[str, str]:
     return data.decode("latin-1"), "latin-1"
 
 
+def _first_line(text: str) -> str:
+    """The first non-blank line of a text that has one (as ``str.splitlines`` cuts lines),
+    found without cutting the whole text into lines."""
+    size = 1 << 16
+    while True:
+        lines = text[:size].splitlines()
+        whole = size >= len(text)
+        for line in lines if whole else lines[:-1]:  # the last may go on past `size`
+            if line.strip():
+                return line
+        if whole:
+            raise ValueError("no line that is not blank")
+        size *= 4
+
+
 def read_table(data: bytes, *, join_key: str = "log_id", tab_first: bool = False) -> Table:
     """Parse a CSV file's bytes. Raises InputError when it cannot be used at all."""
     if data.startswith(b"PK\x03\x04"):
@@ -170,7 +188,7 @@ def read_table(data: bytes, *, join_key: str = "log_id", tab_first: bool = False
         raise InputError("this looks like a binary file (it contains NUL bytes), not CSV")
     if not text.strip():
         raise InputError("the file is empty")
-    first = next(line for line in text.splitlines() if line.strip())
+    first = _first_line(text)
     guesses: list[str] = []
     with contextlib.suppress(csv.Error):
         guesses.append(csv.Sniffer().sniff(text[:65536], delimiters="".join(DELIMITERS)).delimiter)
@@ -268,14 +286,84 @@ def _line_wise(
         yield number, _alone(line, delimiter), broken
 
 
+# Characters Python's str.strip takes for blanks and polars' strip_chars does not: a text with
+# one of them is read by the csv module, so that "blank" means the same either way.
+_PY_ONLY_BLANKS = ("\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def _simple_line(delimiter: str) -> str:
+    """A line of simple cells: each without a quote, or wholly quoted with neither a quote nor
+    the delimiter inside (``""``, ``"up"``)."""
+    d = re.escape(delimiter)
+    cell = f'(?:[^"{d}]*|"[^"{d}]*")'
+    return f"^{cell}(?:{d}{cell})*$"
+
+
+def _plain_rows(text: str, encoding: str, delimiter: str, columns: Columns) -> Table | None:
+    """`_rows` vectorised, for a text whose every line is simple cells (`_simple_line`): each
+    record is then one physical line (split at \\n, \\r\\n and \\r, as the csv module
+    reads them), its cells are the line split at the delimiter, quotes dropped (as the csv module
+    drops them). Lines whose cells are all blank are dropped, the first left is the header; each
+    later line is a row of its cells padded to the header's width, with the non-blank cells
+    beyond it as `extra`: the rows, lines and extra `_rows` gives. None for any other text (a
+    quote inside a cell, a quoted cell holding the delimiter or a line break, a line over the csv
+    module's field limit): `_rows` then reads it with the csv module."""
+    if any(c in text for c in _PY_ONLY_BLANKS):
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = (
+        pl.Series("text", [text], dtype=pl.String)
+        .str.split("\n")
+        .explode()
+        .to_frame()
+        .with_row_index("line", offset=1)
+    )
+    longest = lines.select(pl.col("text").str.len_chars().max()).item()
+    if (longest or 0) > csv.field_size_limit():
+        return None
+    if '"' in text:
+        simple = pl.col("text").str.contains(_simple_line(delimiter))
+        if not lines.select(simple.all()).item():
+            return None
+        lines = lines.with_columns(pl.col("text").str.replace_all('"', "", literal=True))
+    blank = pl.col("text").str.replace_all(delimiter, "", literal=True).str.strip_chars() == ""
+    lines = lines.filter(~blank)
+    if lines.height == 0:
+        return Table(encoding, delimiter, [], columns, [], [], [], [])
+    header = [h.replace("\ufeff", "").strip() for h in str(lines.item(0, "text")).split(delimiter)]
+    width = len(header)
+    parts = pl.col("text").str.splitn(delimiter, width + 1)
+    rest = parts.struct.field(f"field_{width}")  # the cells beyond the header's width, if any
+    beyond = (
+        rest.str.split(delimiter)
+        .list.eval(pl.element().filter(pl.element().str.strip_chars() != ""))
+        .list.join(delimiter)
+        if lines.select(rest.is_not_null().any()).item()
+        else pl.lit("", pl.String)
+    )
+    rows = lines.slice(1).select(
+        *[parts.struct.field(f"field_{i}").fill_null("").alias(f"orig_{i}") for i in range(width)],
+        pl.col("line").cast(pl.Int64),
+        pl.when(beyond != "").then(beyond).otherwise(None).alias("extra"),
+        pl.lit(None, pl.String).alias("read_reject"),
+    )
+    return Table(encoding, delimiter, header, columns, [], [], [], None, cells=rows)
+
+
 def _rows(text: str, encoding: str, delimiter: str, columns: Columns) -> Table:
     """The file's records -> a Table (header, rows padded to its width, their lines).
 
-    The csv module reads the records, strictly: a quote that does not close cleanly (a quote
+    A text of one-line records of simple cells is read vectorised (`_plain_rows`). Otherwise
+    the csv module reads
+    the records, strictly: a quote that does not close cleanly (a quote
     followed by text, the end of the file inside quotes, a cell past the field limit) is an
     error, and so is a multi-line record `_runaway` finds. Then the record's physical lines are
     read again one by one, each line one record, the lines whose quotes do not pair up are
     ``broken_quote``, and the csv module resumes after them."""
+    plain = _plain_rows(text, encoding, delimiter, columns)
+    if plain is not None:
+        return plain
     physical = io.StringIO(text, newline="").readlines()
     total = len(physical)
     header: list[str] = []
@@ -348,8 +436,15 @@ def table_frame(table: Table) -> pl.DataFrame:
     """One row per CSV row: line, log_id, join, feedback, score, reason (raw strings), reject
     (too_many_fields or null), and the original cells as orig_<i>."""
     width = len(table.header)
-    schema = {f"orig_{i}": pl.String for i in range(width)}
-    frame = pl.DataFrame(table.rows, schema=schema, orient="row")
+    if table.cells is not None:
+        frame = table.cells
+    else:
+        schema = {f"orig_{i}": pl.String for i in range(width)}
+        frame = pl.DataFrame(table.rows, schema=schema, orient="row").with_columns(
+            pl.Series("line", table.lines, dtype=pl.Int64),
+            pl.Series("extra", table.extra, dtype=pl.String),
+            pl.Series("read_reject", table.rejects or [None] * len(table.rows), dtype=pl.String),
+        )
     c = table.columns
 
     def cell(index: int | None) -> pl.Expr:
@@ -359,24 +454,35 @@ def table_frame(table: Table) -> pl.DataFrame:
         # (pipeline.formulas) is not part of the value.
         return pl.col(f"orig_{index}").str.replace(r"^'([=+\-@\t\r])", "$1")
 
-    return frame.with_columns(
-        pl.Series("line", table.lines, dtype=pl.Int64),
-        cell(c.log_id).alias("log_id"),
-        cell(c.join).alias("join"),
-        cell(c.feedback).alias("feedback_raw"),
-        cell(c.score).alias("score_raw"),
-        cell(c.reason).alias("reason"),
-        pl.Series("extra", table.extra, dtype=pl.String),
-        pl.Series("read_reject", table.rejects or [None] * len(table.rows), dtype=pl.String),
-    ).with_columns(
-        pl.col("feedback_raw").alias("feedback"),
-        pl.col("score_raw").alias("score"),
-        pl.when(pl.col("read_reject").is_not_null())
-        .then(pl.col("read_reject"))
-        .when(pl.col("extra").is_not_null())
-        .then(pl.lit("too_many_fields"))
-        .otherwise(None)
-        .alias("reject"),
+    return (
+        frame.with_columns(
+            cell(c.log_id).alias("log_id"),
+            cell(c.join).alias("join"),
+            cell(c.feedback).alias("feedback_raw"),
+            cell(c.score).alias("score_raw"),
+            cell(c.reason).alias("reason"),
+        )
+        .select(
+            *[f"orig_{i}" for i in range(width)],
+            "line",
+            "log_id",
+            "join",
+            "feedback_raw",
+            "score_raw",
+            "reason",
+            "extra",
+            "read_reject",
+        )
+        .with_columns(
+            pl.col("feedback_raw").alias("feedback"),
+            pl.col("score_raw").alias("score"),
+            pl.when(pl.col("read_reject").is_not_null())
+            .then(pl.col("read_reject"))
+            .when(pl.col("extra").is_not_null())
+            .then(pl.lit("too_many_fields"))
+            .otherwise(None)
+            .alias("reject"),
+        )
     )
 
 
