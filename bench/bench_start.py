@@ -13,9 +13,10 @@ turns so that a change in the machine's load falls on both:
   127.0.0.1 (a free port) from a thread of this process. Once with a job with two rules (their
   SQL is checked when the job file is read) and once with a job without rules.
 
-The baseline is commit ``--baseline``'s `pipeline/` package, taken out with `git archive` into a
+Bytecode is cached for both trees as for an installed package (in a temporary folder, warmed by
+one untimed round). The baseline is commit ``--baseline``'s `pipeline/` package, taken out with `git archive` into a
 temporary folder and put first on PYTHONPATH (this tree's on PYTHONPATH likewise), run by the same
-`aigw-feedback` script. Bounded: 4 x 2 x N processes, each killed after 30 s at most, and one or
+`aigw-feedback` script. Bounded: 5 x 2 x (N + 1) processes, each killed after 30 s at most, and one or
 a few requests per run.
 """
 
@@ -45,6 +46,8 @@ SCRIPT = Path(sys.executable).parent / "aigw-feedback"
 TOKEN_ENV = "AIGW_BENCH_TOKEN"
 DAY = datetime(2026, 10, 1, tzinfo=UTC)
 TIMEOUT_S = 30.0
+
+Measure = Callable[[dict[str, str]], tuple[float, float]]  # a tree's environment -> wall, CPU
 
 RULES = """
 [[labels.rules]]
@@ -80,10 +83,12 @@ class FirstRequest:
 
 @dataclass
 class Row:
-    """One measured command: seconds per tree."""
+    """One measured command: (wall seconds, CPU seconds) per process, per tree."""
 
     name: str
-    seconds: dict[str, list[float]] = field(default_factory=lambda: {"base": [], "this": []})
+    samples: dict[str, list[tuple[float, float]]] = field(
+        default_factory=lambda: {"base": [], "this": []}
+    )
 
 
 def baseline_package(commit: str, into: Path) -> Path:
@@ -116,26 +121,34 @@ inbox = "inbox"
     return path
 
 
-def until_exit(command: list[str], env: dict[str, str], cwd: Path) -> float:
-    """Seconds from starting `command` to its exit. A blocking wait (a wait with a timeout polls
-    every 50 ms and would round every figure up to that), with a watchdog that kills it."""
+def _reap(child: subprocess.Popen[bytes]) -> tuple[int, float]:
+    """Wait for `child` (blocking: a wait with a timeout polls every 50 ms and would round every
+    figure up to that); its exit status and the CPU seconds it used (user + system)."""
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return child.returncode, usage.ru_utime + usage.ru_stime
+
+
+def until_exit(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(seconds from starting `command` to its exit, its CPU seconds); a watchdog kills it."""
     started = time.perf_counter()
     child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
     watchdog = threading.Timer(TIMEOUT_S, child.kill)
     watchdog.start()
     try:
-        code = child.wait()
+        code, cpu = _reap(child)
     finally:
         watchdog.cancel()
     if code != 0:
         raise RuntimeError(f"{command} exited with {code}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu
 
 
 def until_first_request(
     command: list[str], env: dict[str, str], cwd: Path, probe: FirstRequest
-) -> float:
-    """Seconds from starting `command` to the emulator's first request; then it is killed."""
+) -> tuple[float, float]:
+    """(seconds from starting `command` to the emulator's first request, the CPU seconds it used
+    until it was killed, right after that request)."""
     probe.arm()
     started = time.perf_counter()
     child = subprocess.Popen(
@@ -148,11 +161,13 @@ def until_first_request(
                 raise RuntimeError(f"{command} ended before any request: {child.stderr.read()!r}")
             if time.perf_counter() - started > TIMEOUT_S:
                 raise RuntimeError(f"{command}: no request in {TIMEOUT_S:.0f} s")
-        assert probe.at is not None
-        return probe.at - started
     finally:
         child.kill()
-        child.wait()
+    _, cpu = _reap(child)
+    assert child.stderr is not None
+    child.stderr.close()
+    assert probe.at is not None
+    return probe.at - started, cpu
 
 
 def run_folder(root: Path) -> Path:
@@ -178,8 +193,17 @@ def main() -> None:
     ):
         root = Path(tmp)
         trees = {"base": baseline_package(args.baseline, root / "baseline"), "this": REPO}
+        # Bytecode cached, as an installed package has it: this environment may forbid writing
+        # it (PYTHONDONTWRITEBYTECODE), and every module compiled from source at each start would
+        # add ~50 ms that no user pays. The cache goes to a temporary folder; one round warms it.
+        plain = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         envs = {
-            name: {**os.environ, "PYTHONPATH": str(path), TOKEN_ENV: emu.edit_token}
+            name: {
+                **plain,
+                "PYTHONPATH": str(path),
+                "PYTHONPYCACHEPREFIX": str(root / "pycache"),
+                TOKEN_ENV: emu.edit_token,
+            }
             for name, path in trees.items()
         }
         jobs = {
@@ -190,14 +214,14 @@ def main() -> None:
         run = [str(SCRIPT), "run"]
         window = ["--window", DAY.date().isoformat(), "-q"]
 
-        def first_request(rules: bool) -> Callable[[dict[str, str]], float]:
-            def measure(env: dict[str, str]) -> float:
+        def first_request(rules: bool) -> Measure:
+            def measure(env: dict[str, str]) -> tuple[float, float]:
                 command = [*run, str(jobs[rules]), *window]
                 return until_first_request(command, env, run_folder(root), probe)
 
             return measure
 
-        measures: list[tuple[Row, Callable[[dict[str, str]], float]]] = [
+        measures: list[tuple[Row, Measure]] = [
             (Row("python -c pass"), lambda env: until_exit([python, "-c", "pass"], env, root)),
             (
                 Row("aigw-feedback --help"),
@@ -207,17 +231,27 @@ def main() -> None:
             (Row("run: first request (2 rules)"), first_request(True)),
             (Row("run: first request (no rules)"), first_request(False)),
         ]
+        for _row, measure in measures:  # the warm-up round: writes the bytecode cache
+            for tree in ("base", "this"):
+                measure(envs[tree])
         for _ in range(args.n):
             for row, measure in measures:
                 for tree in ("base", "this"):
-                    row.seconds[tree].append(measure(envs[tree]))
+                    row.samples[tree].append(measure(envs[tree]))
 
-    print(f"start-up, median (min) of {args.n} processes; baseline {args.baseline} vs this tree")
-    print(f"{'':32} {'baseline':>16} {'this tree':>16} {'ratio':>7}")
+    print(f"start-up, seconds: median (min) of {args.n} processes each, baseline {args.baseline}")
+    print("wall: to exit, or to the first request; CPU: what the process itself used (user +")
+    print("system; the first-request rows until the kill right after it), less swayed by load")
+    head = f"{'':30} {'baseline wall':>14} {'this tree':>14} {'ratio':>6}"
+    print(f"{head}   {'baseline CPU':>14} {'this tree':>14} {'ratio':>6}")
     for row, _ in measures:
-        base, this = row.seconds["base"], row.seconds["this"]
-        ratio = statistics.median(this) / statistics.median(base)
-        print(f"{row.name:32} {_cell(base):>16} {_cell(this):>16} {ratio:>7.2f}")
+        cells = []
+        for kind in (0, 1):
+            base = [sample[kind] for sample in row.samples["base"]]
+            this = [sample[kind] for sample in row.samples["this"]]
+            ratio = statistics.median(this) / statistics.median(base)
+            cells.append(f"{_cell(base):>14} {_cell(this):>14} {ratio:>6.2f}")
+        print(f"{row.name:30} {cells[0]}   {cells[1]}")
 
 
 def _cell(seconds: list[float]) -> str:
