@@ -3,8 +3,8 @@
 The logs ``held`` keeps (de-duplicated by id) are streamed into per-day staging files in row
 groups (``Staging``), so memory stays bounded; the staged days then replace their partitions,
 each with one rename (``Staging.swap_in``). A day the window only partly covers keeps the rows
-of that day outside the window that are already on disk. Until the swap nothing under the partitions changes, so a
-run stopped by a cap or an error leaves them as they were.
+of that day outside the window that are already on disk. Until the swap nothing under the
+partitions changes, so a run stopped by a cap or an error leaves them as they were.
 """
 
 from __future__ import annotations
