@@ -14,10 +14,11 @@ turns so that a change in the machine's load falls on both:
   SQL is checked when the job file is read) and once with a job without rules.
 
 Bytecode is cached for both trees as for an installed package (in a temporary folder, warmed by
-one untimed round). The baseline is commit ``--baseline``'s `pipeline/` package, taken out with `git archive` into a
-temporary folder and put first on PYTHONPATH (this tree's on PYTHONPATH likewise), run by the same
-`aigw-feedback` script. Bounded: 5 x 2 x (N + 1) processes, each killed after 30 s at most, and one or
-a few requests per run.
+one untimed round). The baseline is commit ``--baseline``'s `pipeline/` package, taken out with
+`git archive` into a temporary folder and put first on PYTHONPATH (this tree's on PYTHONPATH
+likewise), run by the same `aigw-feedback` script. Beside each wall time, the CPU seconds the
+process used (less swayed by the machine's load). Bounded: 5 x 2 x (N + 1) processes, each killed
+after 30 s at most, and one or a few requests per run.
 """
 
 from __future__ import annotations
