@@ -166,10 +166,16 @@ class Combined:
                 for first in firsts
             ]
         )
+        held = self.details.drop(ROW)
+        if held.width:  # where each row's held label details are: looked up once, not per batch
+            at = self.details.select(ROW).with_row_index("_at")
+            picked = picked.join(at, on=ROW, how="left", maintain_order="left")
         order = picked.get_column("log_id").arg_sort()
         for first in range(0, picked.height, max(batch_rows, 1)):
             batch = picked.select(pl.all().gather(order.slice(first, batch_rows)))
-            yield self._named(batch.lazy()).collect()
+            if held.width:
+                batch = batch.drop("_at").hstack(held.select(pl.all().gather(batch["_at"])))
+            yield self._named(batch.lazy(), joined=True).collect()
 
     def _picked(self, wide: pl.LazyFrame) -> pl.LazyFrame:
         """The chosen rows, narrow: log_id, `_row`, `win` (UInt16), values, sources, disagree."""
@@ -188,10 +194,10 @@ class Combined:
         win = pl.col("win")
         return pl.coalesce([pl.when(win == i).then(value(i)) for i in range(self.eligible)])
 
-    def _named(self, picked: pl.LazyFrame) -> pl.LazyFrame:
+    def _named(self, picked: pl.LazyFrame, *, joined: bool = False) -> pl.LazyFrame:
         """Picked rows as CHOSEN_SCHEMA columns: the source named, the held labels' reasons
-        fetched by `_row`; row order kept."""
-        if self.details.width > 1:
+        fetched by `_row` (unless `joined`: the rows carry them); row order kept."""
+        if self.details.width > 1 and not joined:
             picked = picked.join(self.details.lazy(), on=ROW, how="left", maintain_order="left")
         win = pl.col("win")
         picks = list(range(self.eligible))
@@ -426,20 +432,30 @@ def combine_streamed(
         else pl.lit(None, pl.Int32)
     )
     columns = window.select(pl.col(ROW), pl.col("id"), *window_cols)
-    window_id = pl.col("id") if canonical_ids else canonical_id_expr(pl.col("id"))
+    # A window log's id; its held labels were placed by that id, spelled alike when canonical
+    # (no string is built then: the column is the window's).
+    window_id = (
+        pl.col("id")
+        if canonical_ids
+        else pl.coalesce(pl.col("_id"), canonical_id_expr(pl.col("id")))
+    )
 
     def wide(first: int = 0, rows: int | None = None, with_outside: bool = True) -> pl.LazyFrame:
-        part = columns if first == 0 and rows is None else columns.slice(first, rows)
-        parts = [part.join(inside.lazy(), on=ROW, how="left")]
+        part, held = columns, inside
+        if first or rows is not None:  # a slice joins the held labels of its rows only
+            part = columns.slice(first, rows)
+            row = pl.col(ROW)
+            held = inside.filter((row >= first) & (row < first + rows) if rows else row >= first)
+        parts = [
+            part.join(held.lazy(), on=ROW, how="left")
+            .with_columns(window_id.alias("log_id"))
+            .drop("_id", "id")
+        ]
         if with_outside:
-            parts.append(outside)
+            parts.append(outside.rename({"_id": "log_id"}))
         return (
             pl.concat(parts, how="diagonal_relaxed")
-            .with_columns(
-                pl.coalesce(pl.col("_id"), window_id).alias("log_id"),
-                *[pl.col(h).fill_null(False) for h in h_cols],
-            )
-            .drop("_id", "id")
+            .with_columns(*[pl.col(h).fill_null(False) for h in h_cols])
             .with_columns(*_per_log(list(range(len(sources)))), win.alias("win"))
         )
 
