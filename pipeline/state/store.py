@@ -89,11 +89,18 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
 
 
 def write_parquet_stream_atomic(
-    pieces: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema, path: Path
+    pieces: Iterable[pa.Table | pa.RecordBatch],
+    schema: pa.Schema,
+    path: Path,
+    *,
+    dictionary: list[str] | None = None,
+    statistics: list[str] | None = None,
 ) -> int:
     """`write_parquet_atomic` for data that arrives in pieces (a streamed query's batches): each
     piece is cast to `schema`, scrubbed and appended, so only one piece is in memory at a time.
-    Returns the rows written; no piece at all writes an empty file of `schema`."""
+    Returns the rows written; no piece at all writes an empty file of `schema`. `dictionary`
+    and `statistics` name the columns that get a dictionary encoding and min/max statistics
+    (default: all; a column of unique ids gains nothing from a dictionary, and each costs time)."""
     import pyarrow as pa  # here, not at the top: a run's first request need not wait for it
     import pyarrow.parquet as pq
 
@@ -103,7 +110,13 @@ def write_parquet_stream_atomic(
     try:
         os.fchmod(fd, _file_mode())
         os.close(fd)
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with pq.ParquetWriter(
+            tmp,
+            schema,
+            compression="zstd",
+            use_dictionary=True if dictionary is None else dictionary,
+            write_statistics=True if statistics is None else statistics,
+        ) as writer:
             for piece in pieces:
                 table = (
                     pa.Table.from_batches([piece]) if isinstance(piece, pa.RecordBatch) else piece
