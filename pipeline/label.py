@@ -86,6 +86,9 @@ REJECTS_FILE = "rejects.json"  # in the run folder
 EVALUATED_FILE = "_rules.parquet"  # in the run folder while the stage runs: the rules evaluated
 MAX_LISTED_REJECTS = 1000
 SINK_ROWS = 131_072  # rows per piece written to labels.parquet
+# The columns of labels.parquet and chosen.parquet written with a dictionary (few values, many
+# rows); the others (ids, values) are faster without, and only log_id gets min/max statistics.
+REPEATED = ["source", "kind", "reason"]
 # The per-file fields of the CSV accounting that the report shows.
 REJECT_FILE_KEYS = ("name", "sheet", "status", "path", "detail", "rows", "accepted", "rejected",
                     "rejected_by_reason", "rejects_path")  # fmt: skip
@@ -255,8 +258,10 @@ async def _label(
         pieces[[isinstance(x, RulesLabeler) for x in labelers].index(True)] = rule_labels
     labels = pl.concat([p.select(LABEL_SCHEMA.names) for p in pieces]) if pieces else None
     _sink(labels if labels is not None else empty_labels().lazy(), LABEL_SCHEMA, run.paths.labels)
-    chosen = (batch.to_arrow() for batch in combined.chosen_batches())
-    store.write_parquet_stream_atomic(chosen, CHOSEN_SCHEMA, run.paths.chosen)
+    chosen = (_arrow(batch) for batch in combined.chosen_batches())
+    store.write_parquet_stream_atomic(
+        chosen, CHOSEN_SCHEMA, run.paths.chosen, dictionary=REPEATED, statistics=["log_id"]
+    )
     store.write_json_atomic(analysis, run.paths.label_analysis)
     store.write_json_atomic(
         capture_rejects(csv_acct, job.labels.csv.inbox), run.paths.root / REJECTS_FILE
@@ -340,7 +345,15 @@ def _count(window: pl.LazyFrame) -> int:
 def _sink(frame: pl.LazyFrame, schema: pa.Schema, path: Path) -> int:
     """Stream a query into a Parquet file of `schema`, batch by batch (scrubbed, atomic)."""
     batches = frame.select(schema.names).collect_batches(engine="streaming")
-    return store.write_parquet_stream_atomic(_grouped(batches), schema, path)
+    return store.write_parquet_stream_atomic(
+        _grouped(batches), schema, path, dictionary=REPEATED, statistics=["log_id"]
+    )
+
+
+def _arrow(frame: pl.DataFrame) -> pa.Table:
+    """A frame as Arrow with plain (large) strings, which cast to the schema's strings without
+    copying each string again (polars' own string views would be)."""
+    return frame.to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
 def _grouped(batches: Iterable[pl.DataFrame], rows: int = SINK_ROWS) -> Iterator[pa.Table]:
@@ -353,10 +366,10 @@ def _grouped(batches: Iterable[pl.DataFrame], rows: int = SINK_ROWS) -> Iterator
         held.append(batch)
         count += batch.height
         if count >= rows:
-            yield pl.concat(held).to_arrow()
+            yield _arrow(pl.concat(held))
             held, count = [], 0
     if held:
-        yield pl.concat(held).to_arrow()
+        yield _arrow(pl.concat(held))
 
 
 def capture_rejects(csv_acct: Mapping[str, Any], inbox: Path) -> dict[str, Any]:
