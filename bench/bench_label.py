@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_label.py [--logs 1000000] [--csv-rows 100000] [--baseline 096ff04]
     .venv/bin/python bench/bench_label.py --logs 10000000 --csv-rows 1000000
+    .venv/bin/python bench/bench_label.py --repeat 3      # medians of 3 runs a side, alternated
 
 What is measured, each in a fresh process so that its peak RSS (VmHWM, the interpreter and
 polars included; not ru_maxrss, which on Linux keeps the forking parent's peak: this bench's
@@ -27,6 +28,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -441,6 +443,7 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASELINE, help="commit of the in-memory stage")
     parser.add_argument("--no-baseline", action="store_true", help="time this tree only")
     parser.add_argument("--loop-fraction", type=float, default=0.0)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per side; medians printed")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-label-"))
@@ -454,8 +457,17 @@ def main() -> None:
             f"{len(RULES)} rules, {args.csv_rows:,}-row CSV ({time.perf_counter() - t:.1f} s, "
             "not timed)"
         )
-        new, new_root = stage_once(tmp, csv_text, None)
-        result = new["result"]
+        package = None if args.no_baseline else baseline_package(args.baseline, tmp / "base")
+        runs: dict[str, list[dict[str, Any]]] = {"new": [], "old": []}
+        roots: dict[str, Path] = {}
+        for _ in range(max(args.repeat, 1)):  # the two sides alternate: the box's load is shared
+            for side, path in (("new", None), ("old", package)):
+                if side == "old" and package is None:
+                    continue
+                out, roots[side] = stage_once(tmp, csv_text, path)
+                runs[side].append(out)
+        new = _median(runs["new"])
+        result = runs["new"][-1]["result"]
         print(
             f"streamed stage:  {new['seconds']:6.2f} s  (CPU {new['cpu']:5.1f} s)  peak RSS "
             f"{new['rss_mb']:7,.0f} MB  -> "
@@ -463,18 +475,22 @@ def main() -> None:
             f"{result['conflicts']:,} conflicts, csv {result['csv']['accepted']:,} accepted / "
             f"{result['csv']['rejected']:,} rejected"
         )
-        if not args.no_baseline:
-            package = baseline_package(args.baseline, tmp / "baseline")
-            old, old_root = stage_once(tmp, csv_text, package)
+        if runs["old"]:
+            old = _median(runs["old"])
             print(
                 f"in-memory stage: {old['seconds']:6.2f} s  (CPU {old['cpu']:5.1f} s)  peak RSS "
                 f"{old['rss_mb']:7,.0f} MB  (commit {args.baseline})"
             )
             print(
                 f"ratio streamed/in-memory: time {new['seconds'] / old['seconds']:.2f}x, "
-                f"CPU {new['cpu'] / old['cpu']:.2f}x, peak RSS {new['rss_mb'] / old['rss_mb']:.2f}x; same outputs: "
-                f"{same_outputs(new_root, old_root)}"
+                f"CPU {new['cpu'] / old['cpu']:.2f}x, peak RSS {new['rss_mb'] / old['rss_mb']:.2f}x; "
+                f"same outputs: {same_outputs(roots['new'], roots['old'])}"
             )
+        if args.repeat > 1:
+            for side, label_ in (("new", "streamed"), ("old", "in-memory")):
+                every = ", ".join(f"{r['seconds']:.2f} s {r['rss_mb']:,.0f} MB" for r in runs[side])
+                if every:
+                    print(f"  {label_} runs: {every}")
         goal_mb, goal_s = (500, None) if args.logs <= 1_000_000 else (2048, 60.0)
         print(
             f"goal: peak RSS <= {goal_mb:,} MB"
@@ -485,6 +501,11 @@ def main() -> None:
             loop_compare(tmp, job, args, new["seconds"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Per figure (seconds, CPU, peak RSS), the median of the runs."""
+    return {k: statistics.median(r[k] for r in runs) for k in ("seconds", "cpu", "rss_mb")}
 
 
 def loop_compare(tmp: Path, job: Any, args: argparse.Namespace, stage_s: float) -> None:
