@@ -25,11 +25,14 @@ Labels for logs outside the window (old logs named in a CSV) are kept; the plan 
 
 Memory: the window's logs are never collected. They stream from the extract's Parquet files
 (`scan_window`, numbered `_row` in scan order) through polars' streaming engine once: the rules'
-SQL is evaluated in that pass and its narrow result (`_row`, id, each rule's matched, feedback and
-score) sinks to a scratch file in the run folder (`EVALUATED_FILE`, removed when the stage ends).
+SQL is evaluated in that pass and its narrow result (`_row`, the id in its canonical spelling,
+each rule's matched, feedback and score) sinks to a scratch file in the run folder
+(`EVALUATED_FILE`, removed when the stage ends).
 The rules' counts, the CSV labels' placement, labels.parquet, chosen.parquet and the analysis then
 stream from that file. What is held grows with the labels kept as frames (CSV, external) and, while
 chosen.parquet is sorted, with the chosen rows (a narrow frame: id, row, source number, values).
+Measured (`bench/bench_label.py`, 20 rules): 1M logs + a 100k-row CSV peak at ~460 MB, 10M logs +
+a 1M-row CSV at ~1.7 GB.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ Tolerant reading: UTF-8 with or without BOM, UTF-16 with BOM (Excel's "Unicode t
 encoding charset-normalizer detects (UTF-16 without BOM, Shift-JIS, GB18030, Windows code pages),
 else Windows-1252, else Latin-1; the delimiter (`,` `;` or tab) is sniffed by `csv.Sniffer` and confirmed
 by the header, whose names match case-, space-, hyphen- and underscore-insensitively against the
-aliases below. The `csv` module does the parsing; values are checked later, vectorised
-(`pipeline.labelers.values`).
+aliases below. A file whose records are one line each of simple cells (unquoted, or quoted with
+neither a quote nor the delimiter inside) is cut into rows by polars, vectorised, with no Python
+object per cell (`_plain_rows`); any other file is parsed by the `csv` module, and both give the
+same rows. Values are checked later, vectorised (`pipeline.labelers.values`).
 """
 
 from __future__ import annotations
