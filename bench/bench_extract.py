@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+from measure import peak_rss_mb  # noqa: E402
 
 from pipeline.config import JobConfig, load_job  # noqa: E402
 from pipeline.emulator.settings import (  # noqa: E402
@@ -444,17 +444,6 @@ def child_rss(variant: str, n: int) -> None:
             {"logs": logs, "peak_mb": peak_rss_mb(), "seconds": time.perf_counter() - started}
         )
     )
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS. VmHWM, as ru_maxrss on Linux keeps the forking parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def _naive(job: JobConfig, window: Window, transport: httpx.MockTransport) -> int:

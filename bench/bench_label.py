@@ -26,7 +26,6 @@ import csv
 import io
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
+from measure import baseline_package, peak_rss_mb
 
 from pipeline.config import load_job
 from pipeline.extract.staging import ROW_GROUP_ROWS
@@ -353,17 +353,6 @@ def _cpu() -> float:
     return times.user + times.system
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS. VmHWM, as ru_maxrss on Linux keeps the forking parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def write_logs(folder: Path, logs: int, chunk: int = 1_000_000) -> None:
     """The day's partition as the extract leaves it: one Parquet file of ROW_GROUP_ROWS-row
     row groups, written `chunk` generated logs at a time."""
@@ -373,17 +362,6 @@ def write_logs(folder: Path, logs: int, chunk: int = 1_000_000) -> None:
         for first in range(0, logs, chunk):
             frame = synthetic_logs(min(chunk, logs - first), first)
             writer.write_table(frame.to_arrow().cast(LOG_SCHEMA), row_group_size=ROW_GROUP_ROWS)
-
-
-def baseline_package(commit: str, into: Path) -> Path:
-    """The `pipeline/` package of `commit`, extracted into `into` (no worktree is registered)."""
-    repo = Path(__file__).resolve().parents[1]
-    archive = subprocess.run(
-        ["git", "-C", str(repo), "archive", commit, "pipeline"], check=True, capture_output=True
-    ).stdout
-    into.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def stage_once(tmp: Path, csv_text: str, pythonpath: Path | None) -> tuple[dict[str, Any], Path]:

@@ -40,6 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from measure import baseline_package  # noqa: E402
+
 from pipeline.emulator import EmulatorSettings, generate_logs, running_emulator  # noqa: E402
 
 BASELINE = "cd7b681"  # before start-up was looked at (issue 11, item 5)
@@ -90,16 +92,6 @@ class Row:
     samples: dict[str, list[tuple[float, float]]] = field(
         default_factory=lambda: {"base": [], "this": []}
     )
-
-
-def baseline_package(commit: str, into: Path) -> Path:
-    """The `pipeline/` package of `commit`, extracted into `into` (no worktree is registered)."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", commit, "pipeline"], check=True, capture_output=True
-    ).stdout
-    into.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def job_file(folder: Path, base_url: str, gateway_id: str, *, rules: bool) -> Path:
