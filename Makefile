@@ -21,7 +21,7 @@ test: $(STAMP)  ## the fast suite, two workers (< 1 min): everything but the rea
 	$(BIN)/python -m pytest -m "not slow" -n 2
 
 test-all: $(STAMP)  ## the whole suite, slow real-process tests included (what CI runs)
-	EXTRACT_EXAMPLES=40 $(BIN)/python -m pytest -n 2
+	EXTRACT_EXAMPLES=40 FULL_EXAMPLES=1 $(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict on pipeline/
 	$(BIN)/ruff check pipeline tests bench
