@@ -20,6 +20,7 @@ from pipeline.errors import StageError
 from pipeline.label import CHOSEN_SCHEMA, choose, label
 from pipeline.labelers.base import to_label_frame
 from pipeline.schemas import LABEL_SCHEMA
+from tests.examples import examples
 from tests.labelkit import NOW, make_job, make_run, sample_logs, write_csv, write_logs
 
 RULES = """
@@ -275,7 +276,7 @@ def label_sets(draw: st.DrawFn) -> pl.DataFrame:
     return to_label_frame(frame, datetime(2026, 1, 1, tzinfo=UTC))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(full=100, fast=25), deadline=None)
 @given(
     label_sets(),
     st.permutations(["csv", "external", "rules"]).flatmap(

@@ -30,6 +30,7 @@ from pipeline.plan import (
 from pipeline.schemas import LOG_SCHEMA
 from pipeline.state import store
 from pipeline.window import Window
+from tests.examples import examples
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 WINDOW = Window(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
@@ -181,7 +182,7 @@ current_feedback = st.one_of(st.none(), st.sampled_from([-1, 0, 1]))
 scores = st.one_of(st.none(), st.sampled_from([0.0, 50.0, 100.0]))
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(full=200, fast=50))
 @given(
     st.lists(
         st.tuples(feedback, scores, current_feedback, scores, st.booleans(), st.booleans()),

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from pipeline.emulator.filters import FILTER_KEYS
 from pipeline.emulator.timefmt import to_ms
+from tests.examples import examples
 
 Log = dict[str, Any]
 
@@ -330,7 +331,9 @@ def test_a_created_at_window_splits_ties_exactly(emulator, emulator_logs):
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(full=40, fast=10),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     per_page=st.integers(1, 50),
