@@ -26,21 +26,22 @@ window. Before each request ``slot()`` waits until all of these hold:
   answer has shown how full the server's window is (another host may be keeping it full: a burst
   into it would be refused, and a refusal blocks the token for minutes).
 
-``observe()`` learns from each response. ``Ratelimit-Policy: "<name>";q=<quota>;w=<window>`` (any
-policy name; the older ``x-ratelimit-limit`` when it is absent) sets the server's policy.
-``Ratelimit: "<name>";r=<remaining>;t=<reset>`` (or ``x-ratelimit-remaining``/``-reset``) is compared
-with what should remain given our own requests that the server may still count: when fewer remain,
-someone else is using the token (the dashboard, another host) and the window and the pace shrink by
-that much for one window. ``r=0`` alone pauses nothing when our own requests explain it (our windows
+``observe()`` learns from each response (its headers read by ``pipeline.gateway.limits``).
+``Ratelimit-Policy: "<name>";q=<quota>;w=<window>`` (any policy name; the older
+``x-ratelimit-limit`` when it is absent) sets the server's policy. ``Ratelimit:
+"<name>";r=<remaining>;t=<reset>`` (or ``x-ratelimit-remaining``/``-reset``) is compared with what
+should remain given our own requests that the server may still count: when fewer remain, someone
+else is using the token (the dashboard, another host) and the window and the pace shrink by that
+much for one window. ``r=0`` alone pauses nothing when our own requests explain it (our windows
 already hold the next request until our oldest one ages out); only when others fill the server's
 window too does the budget pause for the server's (whole-second, rounded up) reset ``t``.
 
-The shared state lives in a small SQLite file (default ``~/.cache/aigw-feedback/budget.sqlite``),
-keyed by a hash of the base URL and the bucket: the token's own (a hash of the token, never the
-token itself), or the one ``[budget] bucket`` names, so jobs under several tokens of one user share
-one budget. Keep the file on a local disk; several hosts on one bucket need no shared file, as the
-``Ratelimit`` comparison above sees each host's use from the others. Clock and sleep are injected:
-tests prove the pacing without sleeping.
+The shared state (``pipeline.gateway.budget_state``) lives in a small SQLite file (default
+``~/.cache/aigw-feedback/budget.sqlite``), keyed by a hash of the base URL and the bucket: the
+token's own (a hash of the token, never the token itself), or the one ``[budget] bucket`` names, so
+jobs under several tokens of one user share one budget. Keep the file on a local disk; several
+hosts on one bucket need no shared file, as the ``Ratelimit`` comparison above sees each host's use
+from the others. Clock and sleep are injected: tests prove the pacing without sleeping.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ import contextlib
 import contextvars
 import hashlib
 import math
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -60,12 +60,14 @@ from typing import Any
 
 from pipeline.config import BudgetConfig
 from pipeline.errors import BudgetExhausted
+from pipeline.gateway.budget_state import (
+    MAX_FLIGHT_SECONDS,
+    Limits,
+    SharedState,
+    default_state_path,
+)
+from pipeline.gateway.limits import Policy, read_limits
 from pipeline.gateway.retry import retry_after
-
-MAX_PAUSE_SECONDS = 7200.0
-MAX_PER_SECOND_PER_IP = 200.0  # Cloudflare's per-client-IP limit; it cannot be raised
-MAX_FLIGHT_SECONDS = 120.0  # a request with no recorded answer (a crashed process) counts this long
-EPOCH_RESET = 1_000_000_000.0  # an x-ratelimit-reset above this is a Unix time, not seconds
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -76,109 +78,12 @@ _SENT_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
-def default_state_path() -> Path:
-    """Where processes on this machine meet to share a token's budget."""
-    return Path("~/.cache/aigw-feedback/budget.sqlite").expanduser()
-
-
 def budget_key(base_url: str, token: str, bucket: str | None = None) -> str:
     """The shared-state key: one budget per (API, bucket), the bucket being the token's own unless
     ``[budget] bucket`` names one. A hash, so the file never holds the token."""
     who = token if bucket is None else f"bucket\n{bucket}"
     digest = hashlib.sha256(f"aigw-feedback budget\n{base_url}\n{who}".encode())
     return digest.hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class Policy:
-    """A rate limit: at most ``quota`` requests in any ``window`` seconds."""
-
-    quota: float
-    window: float
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What try_acquire enforces: (seconds, most requests in any such seconds) and a pace."""
-
-    windows: tuple[tuple[float, float], ...]
-    rate: float
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """What one response says: the policy (if any), and remaining/reset (if given)."""
-
-    policy: Policy | None
-    remaining: float | None
-    reset: float | None
-
-
-def _items(value: str) -> list[tuple[str, dict[str, float]]]:
-    """Structured-field list items: ``"name";k=v;k=v, "other";k=v`` -> [(name, {k: v})]."""
-    out: list[tuple[str, dict[str, float]]] = []
-    for part in value.split(","):
-        fields = [f.strip() for f in part.split(";") if f.strip()]
-        if not fields:
-            continue
-        name = ""
-        if "=" not in fields[0]:
-            name = fields.pop(0).strip('"')
-        params: dict[str, float] = {}
-        for field in fields:
-            key, _, number = field.partition("=")
-            with contextlib.suppress(ValueError):
-                params[key.strip().lower()] = float(number.strip().strip('"'))
-        out.append((name, params))
-    return out
-
-
-def _first_number(value: str | None) -> float | None:
-    if not value:
-        return None
-    head = value.split(",")[0].split(";")[0].strip()
-    try:
-        return float(head)
-    except ValueError:
-        return None
-
-
-def read_limits(headers: Mapping[str, str], *, now: float, default_window: float) -> ServerLimits:
-    """The server's rate-limit headers, whatever the policy is called, old headers included.
-
-    ``Ratelimit``/``Ratelimit-Policy`` win; without them ``x-ratelimit-limit`` (a quota, with
-    ``w=`` if given, else the job's own period), ``x-ratelimit-remaining`` and ``x-ratelimit-reset``
-    (seconds, or a Unix time) are read.
-    """
-    policy: Policy | None = None
-    policies = [
-        (name, p)
-        for name, p in _items(headers.get("ratelimit-policy", ""))
-        if "q" in p and "w" in p
-    ]
-    states = [(name, p) for name, p in _items(headers.get("ratelimit", "")) if "r" in p]
-    state = states[0] if states else None
-    if policies:
-        # The policy the Ratelimit item names, else the tightest one given.
-        named = [p for name, p in policies if state is not None and name == state[0]]
-        chosen = named[0] if named else min((p for _, p in policies), key=lambda p: p["q"] / p["w"])
-        if chosen["w"] > 0 and chosen["q"] > 0:
-            policy = Policy(chosen["q"], chosen["w"])
-    remaining = reset = None
-    if state is not None:
-        remaining, reset = state[1]["r"], state[1].get("t")
-    if policy is None:
-        limit = _first_number(headers.get("x-ratelimit-limit"))
-        if limit is not None and limit > 0:
-            extra = _items(headers.get("x-ratelimit-limit", ""))
-            window = next((p["w"] for _, p in extra if p.get("w", 0) > 0), default_window)
-            policy = Policy(limit, window)
-    if state is None:
-        remaining = _first_number(headers.get("x-ratelimit-remaining"))
-        reset = _first_number(headers.get("x-ratelimit-reset"))
-        if reset is not None and reset > EPOCH_RESET:
-            reset = max(0.0, reset - now)
-    return ServerLimits(policy, remaining, reset)
 
 
 @dataclass
@@ -220,7 +125,7 @@ class Budget:
         self._answered = False
         self._waiters: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._db = _SharedState(state_path or config.shared_state or default_state_path(), key)
+        self._db = SharedState(state_path or config.shared_state or default_state_path(), key)
         self._stop_reason: str | None = None
         self._stopping: asyncio.Event | None = None
 
@@ -437,165 +342,3 @@ class Budget:
                     + (f" (the next request could only go in {wait:.0f} s)" if wait else "")
                     + "; run again to continue, or raise budget.max_duration / --max-duration"
                 )
-
-
-# When a request stops counting: its answer's time, or (no answer recorded) long after it was sent.
-_COUNTED_UNTIL = f"coalesce(done, t + {MAX_FLIGHT_SECONDS})"
-
-
-class _SharedState:
-    """The token's budget state in SQLite: recent sends (and when each was answered), the GCRA
-    clock, pauses, others' use."""
-
-    def __init__(self, path: Path, key: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.key = key
-        self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA busy_timeout=30000")
-        # Commits need not reach the disk: after a crash the budget at worst forgets a few sends.
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS budget_sends (key TEXT NOT NULL, t REAL NOT NULL);
-            CREATE INDEX IF NOT EXISTS budget_sends_key_t ON budget_sends (key, t);
-            CREATE INDEX IF NOT EXISTS budget_sends_t ON budget_sends (t);
-            CREATE TABLE IF NOT EXISTS budget_state (
-                key TEXT PRIMARY KEY, tat REAL NOT NULL DEFAULT 0,
-                paused_until REAL NOT NULL DEFAULT 0,
-                foreign_use REAL NOT NULL DEFAULT 0, foreign_at REAL NOT NULL DEFAULT 0
-            );
-            """
-        )
-        self._add_done_column()
-        self.conn.execute("INSERT OR IGNORE INTO budget_state (key) VALUES (?)", (key,))
-
-    def _add_done_column(self) -> None:
-        """Files from before answers were recorded: their rows count MAX_FLIGHT_SECONDS longer."""
-        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(budget_sends)")}
-        if "done" not in columns:
-            try:
-                self.conn.execute("ALTER TABLE budget_sends ADD COLUMN done REAL")
-            except sqlite3.OperationalError:  # another process added it first
-                columns = {row[1] for row in self.conn.execute("PRAGMA table_info(budget_sends)")}
-                if "done" not in columns:
-                    raise
-
-    def try_acquire(
-        self,
-        now: float,
-        limits_for: Callable[[float], Limits],
-        *,
-        foreign_for: float,
-        burst: int,
-    ) -> tuple[float, bool, int]:
-        """Take a slot now and return (0, False, its row), or (seconds to wait > 0, is a 429 pause,
-        -1)."""
-        with self._transaction() as cur:
-            tat, paused_until, foreign, foreign_at = cur.execute(
-                "SELECT tat, paused_until, foreign_use, foreign_at FROM budget_state WHERE key = ?",
-                (self.key,),
-            ).fetchone()
-            if not 0 <= now - foreign_at <= foreign_for:
-                foreign = 0.0  # an old sighting: those requests have left the window
-            limits = limits_for(foreign)
-            horizon = max(width for width, _ in limits.windows)
-            # State from a clock that disagrees with ours (a test's fake clock, a clock set back)
-            # cannot be honoured: a pace slot or a pause that far ahead never comes from us.
-            if tat > now + horizon:
-                tat = now
-            if paused_until > now + MAX_PAUSE_SECONDS:
-                paused_until = 0.0
-            if paused_until > now:
-                return max(paused_until - now, 1e-6), True, -1
-            cur.execute(
-                f"DELETE FROM budget_sends WHERE key = ? AND ({_COUNTED_UNTIL} <= ? OR t > ?)",
-                (self.key, now - horizon, now + 1.0),
-            )
-            wait = 0.0
-            for width, cap in limits.windows:
-                # A request may be counted by the server until its answer is back: it frees a
-                # slot `width` seconds after that.
-                where = f"key = ? AND t > ? AND {_COUNTED_UNTIL} > ?"
-                args = (self.key, now - width - MAX_FLIGHT_SECONDS, now - width)
-                counted = cur.execute(f"SELECT count(*) FROM budget_sends WHERE {where}", args)
-                sent = int(counted.fetchone()[0])
-                if sent >= cap:
-                    # When the slot that must free is a request still in flight, its answer may
-                    # come any moment: wait as if it came now and look again (not for the two
-                    # minutes an unanswered request counts).
-                    nth = cur.execute(
-                        "SELECT coalesce(done, ?) AS u FROM budget_sends"
-                        f" WHERE {where} ORDER BY u LIMIT 1 OFFSET ?",
-                        (now, *args, int(sent - cap)),
-                    ).fetchone()
-                    wait = max(wait, nth[0] + width - now)
-            # Cloudflare's per-IP limit, over every token this machine uses: bursts, but at most
-            # MAX_PER_SECOND_PER_IP in any second.
-            last_second = (now - 1.0, now)
-            recent = cur.execute(
-                "SELECT count(*) FROM budget_sends WHERE t > ? AND t <= ?", last_second
-            ).fetchone()[0]
-            if recent >= MAX_PER_SECOND_PER_IP:
-                nth = cur.execute(
-                    "SELECT t FROM budget_sends WHERE t > ? AND t <= ? ORDER BY t LIMIT 1 OFFSET ?",
-                    (*last_second, int(recent - MAX_PER_SECOND_PER_IP)),
-                ).fetchone()
-                wait = max(wait, nth[0] + 1.0 - now)
-            if wait > 0:
-                # Never 0: with epoch-sized floats the difference can round away entirely.
-                return max(wait, 1e-6), False, -1
-            interval = 1.0 / limits.rate
-            tolerance = interval * max(0, burst - 1)
-            tat = max(tat, now)
-            if tat - now > tolerance:
-                return max((tat - now) - tolerance, 1e-6), False, -1
-            cur.execute("UPDATE budget_state SET tat = ? WHERE key = ?", (tat + interval, self.key))
-            cur.execute("INSERT INTO budget_sends (key, t) VALUES (?, ?)", (self.key, now))
-            return 0.0, False, int(cur.lastrowid or 0)
-
-    def answered(self, row: int, when: float) -> None:
-        """The request of `row` has its answer: from now it frees its slot a window after `when`."""
-        with self._transaction() as cur:
-            cur.execute(
-                "UPDATE budget_sends SET done = ? WHERE rowid = ? AND key = ?",
-                (when, row, self.key),
-            )
-
-    def pause_until(self, until: float) -> None:
-        with self._transaction() as cur:
-            cur.execute(
-                "UPDATE budget_state SET paused_until = max(paused_until, ?) WHERE key = ?",
-                (until, self.key),
-            )
-
-    def set_foreign(self, foreign: float, now: float) -> None:
-        with self._transaction() as cur:
-            cur.execute(
-                "UPDATE budget_state SET foreign_use = ?, foreign_at = ? WHERE key = ?",
-                (foreign, now, self.key),
-            )
-
-    def counted_since(self, since: float, now: float) -> int:
-        """Our requests the server may still count in a window starting at `since`."""
-        row = self.conn.execute(
-            f"SELECT count(*) FROM budget_sends WHERE key = ? AND t > ? AND t <= ?"
-            f" AND {_COUNTED_UNTIL} > ?",
-            (self.key, since - MAX_FLIGHT_SECONDS, now + 1.0, since),
-        ).fetchone()
-        return int(row[0])
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Any:
-        cur = self.conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        else:
-            cur.execute("COMMIT")
-
-    def close(self) -> None:
-        self.conn.close()

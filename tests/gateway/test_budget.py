@@ -24,7 +24,8 @@ from pipeline.emulator.server import running_emulator
 from pipeline.emulator.settings import EmulatorSettings
 from pipeline.errors import BudgetExhausted
 from pipeline.gateway import open_client
-from pipeline.gateway.budget import Budget, Policy, ServerLimits, budget_key, read_limits
+from pipeline.gateway.budget import Budget, budget_key
+from pipeline.gateway.limits import Policy, ServerLimits, read_limits
 from tests.extractkit import FakeTime, logs_at, make_job
 
 TOKEN = "s3cret-token-value"
