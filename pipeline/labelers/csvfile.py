@@ -356,11 +356,10 @@ def _plain_rows(text: str, encoding: str, delimiter: str, columns: Columns) -> T
 def _rows(text: str, encoding: str, delimiter: str, columns: Columns) -> Table:
     """The file's records -> a Table (header, rows padded to its width, their lines).
 
-    A text of one-line records of simple cells is read vectorised (`_plain_rows`). Otherwise
-    the csv module reads
-    the records, strictly: a quote that does not close cleanly (a quote
-    followed by text, the end of the file inside quotes, a cell past the field limit) is an
-    error, and so is a multi-line record `_runaway` finds. Then the record's physical lines are
+    A text of one-line records of simple cells is read vectorised (`_plain_rows`). Otherwise the
+    csv module reads the records, strictly: a quote that does not close cleanly (a quote followed
+    by text, the end of the file inside quotes, a cell past the field limit) is an error, and so
+    is a multi-line record `_runaway` finds. Then the record's physical lines are
     read again one by one, each line one record, the lines whose quotes do not pair up are
     ``broken_quote``, and the csv module resumes after them."""
     plain = _plain_rows(text, encoding, delimiter, columns)
