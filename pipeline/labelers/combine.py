@@ -8,15 +8,15 @@ in the job file wins; several CSV sources (or external ones) rank by name. Kinds
 Everything here is lazy, streamable queries, and their memory grows with the labels held as
 frames (and, for chosen.parquet, with the chosen rows held narrow while sorted), not with the logs:
 the analysis sums the window `SLICE_ROWS` rows per query (in one query the streaming engine held
-memory that grew with the logs) and the chosen rows are picked `CHOSEN_ROWS` rows per query (by
-the in-memory engine: a slice that small needs less there). Each log is one row
-of a wide frame (the window's logs first,
-numbered `_row` as scanned, then the logs outside the window that labels name), with per-source
-columns `h<i>` labeled?, `f<i>` feedback, `s<i>` score. A source is either *computed* — its
-columns are expressions over the columns of the window frame (a rule's, read from the rules'
-evaluated columns, see `pipeline.label`) — or a *frame* of labels (CSV, external: as many rows as labels), joined on `_row`. The choice,
-the overlaps, the conflicts and the pairwise agreement are row-wise expressions and column sums
-that the streaming engine evaluates batch by batch.
+memory that grew with the logs) and the chosen rows are picked `CHOSEN_ROWS` rows per query (by the
+in-memory engine: a slice that small needs less there). Each log is one row of a wide frame (the
+window's logs first, numbered `_row` as scanned, then the logs outside the window that labels
+name), with per-source columns `h<i>` labeled?, `f<i>` feedback, `s<i>` score. A source is either
+*computed* — its columns are expressions over the columns of the window frame (a rule's, read from
+the rules' evaluated columns, see `pipeline.label`) — or a *frame* of labels (CSV, external: as
+many rows as labels), joined on `_row`. The choice, the overlaps, the conflicts and the pairwise
+agreement are row-wise expressions and column sums that the streaming engine evaluates batch by
+batch.
 """
 
 from __future__ import annotations
