@@ -7,6 +7,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,13 @@ def load(path: Path, token: str, **overrides: Any) -> JobConfig:
     return load_job(path, env={TOKEN_ENV: token}).with_overrides(**overrides)
 
 
+@cache
+def seeded_logs(logs_per_day: int, days: int, seed: int) -> tuple[dict[str, Any], ...]:
+    """`days` days of generated logs from D0, made once per session for each set of arguments (the
+    generator is deterministic, and the emulator copies what it is given into its own store)."""
+    return tuple(generate_logs(logs_per_day * days, seed=seed, start=D0, end=D0 + days * DAY))
+
+
 @contextmanager
 def emulator(
     logs_per_day: int = 60,
@@ -91,7 +99,7 @@ def emulator(
     **settings: Any,
 ) -> Iterator[RunningEmulator]:
     """The emulator over real HTTP, with `days` days of logs from D0 and no rate limit to speak of."""
-    logs = generate_logs(logs_per_day * days, seed=seed, start=D0, end=D0 + days * DAY)
+    logs = seeded_logs(logs_per_day, days, seed)
     config = EmulatorSettings(rate_limit_requests=FAST, **settings)
     with running_emulator(
         settings=config, logs=logs, account_id=ACCOUNT, gateway_id=gateway_id
@@ -101,8 +109,7 @@ def emulator(
 
 def log_ids(logs_per_day: int = 60, days: int = 4, *, seed: int = 7) -> list[str]:
     """The ids `emulator()` seeds with the same arguments, oldest first."""
-    logs = generate_logs(logs_per_day * days, seed=seed, start=D0, end=D0 + days * DAY)
-    return [str(entry["id"]) for entry in logs]
+    return [str(entry["id"]) for entry in seeded_logs(logs_per_day, days, seed)]
 
 
 def drop_csv(job: JobConfig, name: str, rows: dict[str, int]) -> Path:
