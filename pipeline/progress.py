@@ -47,7 +47,9 @@ class Task:
         parts = [f"{self.done:,}" + (f"/{self.total:,}" if self.total else "") + f" {self.unit}"]
         if self.requests:
             rate = self.requests / elapsed
-            budget = f" of {self.budget_per_s:.2f}/s budget" if self.budget_per_s else ""
+            # The budget is a rate over its window, with a burst at the start: a stage that has
+            # only begun runs above it for a while, which is no excess.
+            budget = f" (budget {self.budget_per_s:.2f}/s on average)" if self.budget_per_s else ""
             parts.append(f"{self.requests:,} requests, {rate:.2f}/s{budget}")
         parts.append(f"{elapsed:.0f}s")
         return f"{self.name}: " + ", ".join(parts)

@@ -581,7 +581,9 @@ def test_progress_prints_plain_lines_when_not_a_terminal(tmp_path: Path) -> None
 
     lines = stream.getvalue().splitlines()
     assert len(lines) > 1
-    assert re.match(r"extract: 200 logs, \d+ requests, [\d.]+/s of [\d.]+/s budget", lines[-1])
+    assert re.match(
+        r"extract: 200 logs, \d+ requests, [\d.]+/s \(budget [\d.]+/s on average\)", lines[-1]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
