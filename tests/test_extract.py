@@ -659,7 +659,10 @@ def test_a_value_of_an_unexpected_type_is_kept_in_extra_not_lost() -> None:
 def test_the_extract_command_writes_partitions_and_says_what_it_did(tmp_path: Path) -> None:
     """`aigw-feedback extract JOB --window ...` against the emulator over HTTP: a one-line summary,
     exit 0, the day's partition on disk; JSON with --log-format json."""
-    with running_emulator(logs=logs_at(spread(300))) as server:
+    # No rate limit to speak of: the default 1200 per 5 minutes would have the budget pace these
+    # requests at 3.6/s, for real (about 2 s of sleeping), which is not what this test is about.
+    unlimited = EmulatorSettings(rate_limit_requests=10**6)
+    with running_emulator(unlimited, logs=logs_at(spread(300))) as server:
         job = make_job(tmp_path, base_url=server.base_url)
         runner = CliRunner()
         env = {"CLOUDFLARE_API_TOKEN": server.read_token}

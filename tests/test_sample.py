@@ -347,8 +347,11 @@ def test_sample_command_prints_the_cost_first_then_where_it_wrote(tmp_path: Path
     entries = sample_logs(30)
     with EmulatorStore() as emulator_store:
         emulator_store.insert_logs(ACCOUNT, "gw", entries)
-        with running_emulator(EmulatorSettings(), emulator_store, gateway_id="gw") as server:
-            job = api_job(tmp_path, server.base_url)
+        # No rate limit to speak of, on either side: the default one would have the budget pace
+        # the five requests for real (the cost and the output are what this test is about).
+        unlimited = EmulatorSettings(rate_limit_requests=10**6)
+        with running_emulator(unlimited, emulator_store, gateway_id="gw") as server:
+            job = api_job(tmp_path, server.base_url, "requests_per_period = 100000\n")
             write_logs(job, entries)
             out = tmp_path / "r.xlsx"
             args = ["sample", str(job.path), "--n", "5", "--out", str(out)]
