@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)  ## the real nightly job, end to end, against the bundled emulator and sample data
 	$(BIN)/aigw-feedback demo
 
-test: $(STAMP)  ## the fast suite, two workers (< 1 min): everything but the real-process tests
+test: $(STAMP)  ## the fast suite, two workers (~75 s on 2 cores): everything but the real-process tests
 	$(BIN)/python -m pytest -m "not slow" -n 2
 
 test-all: $(STAMP)  ## the whole suite, slow real-process tests included (what CI runs)
