@@ -41,11 +41,12 @@ from benchkit import (
     Emulator,
     day_logs,
     emulator,
+    job_for,
     scaled_settings,
     sdk_loop,
 )
 
-from pipeline.config import JobConfig, load_job
+from pipeline.config import JobConfig
 from pipeline.gateway import open_client
 from pipeline.load import load
 from pipeline.plan import plan
@@ -71,17 +72,8 @@ reason = "fast answer"
 
 
 def make_job(tmp: Path, emu: Emulator, extra: str = "") -> JobConfig:
-    path = tmp / "job.toml"
-    path.write_text(
-        f'name = "bench"\n[gateway]\naccount_id = "{emu.account_id}"\n'
-        f'gateway_id = "{emu.gateway_id}"\nbase_url = "{emu.base_url}"\n'
-        f'[store]\ndata_dir = "{tmp / "data"}"\n'
-        f'[budget]\nrequests_per_period = {LIMIT}\nperiod = "{WINDOW_S:g}s"\nconcurrency = 4\n'
-        f'shared_state = "{tmp / "budget.sqlite"}"\n'
-        f'[verify]\nrecheck_wait = "1s"\n{extra}',
-        encoding="utf-8",
-    )
-    return load_job(path, env={"CLOUDFLARE_API_TOKEN": emu.edit_token})
+    budget = f'requests_per_period = {LIMIT}\nperiod = "{WINDOW_S:g}s"\nconcurrency = 4'
+    return job_for(tmp, emu, budget, f'[verify]\nrecheck_wait = "1s"\n{extra}')
 
 
 @dataclass

@@ -44,11 +44,12 @@ from benchkit import (
     Emulator,
     day_logs,
     emulator,
+    job_for,
     scaled_settings,
     sdk_loop,
 )
 
-from pipeline.config import JobConfig, load_job
+from pipeline.config import JobConfig
 from pipeline.run import run_job
 
 PER_PAGE = 50  # list and verify batch size
@@ -106,17 +107,11 @@ def write_job(
     inbox.mkdir(parents=True)
     rows = "".join(f"{log_id},{fb},analyst\n" for log_id, fb in labels.items())
     (inbox / "review.csv").write_text("log_id,feedback,reason\n" + rows, encoding="utf-8")
-    path = tmp / "job.toml"
-    path.write_text(
-        f'name = "bench"\n[gateway]\naccount_id = "{emu.account_id}"\n'
-        f'gateway_id = "{emu.gateway_id}"\nbase_url = "{emu.base_url}"\n'
-        f'[store]\ndata_dir = "{tmp / "data"}"\n'
-        f'[budget]\nrequests_per_period = {limit_for(window)}\nperiod = "{window:g}s"\n'
-        f'headroom = {headroom}\nconcurrency = 4\nshared_state = "{tmp / "budget.sqlite"}"\n'
-        f'[labels.csv]\ninbox = "{inbox}"\n',
-        encoding="utf-8",
+    budget = (
+        f'requests_per_period = {limit_for(window)}\nperiod = "{window:g}s"\n'
+        f"headroom = {headroom}\nconcurrency = 4"
     )
-    return load_job(path, env={"CLOUDFLARE_API_TOKEN": emu.edit_token})
+    return job_for(tmp, emu, budget, f'[labels.csv]\ninbox = "{inbox}"\n')
 
 
 def lists(stats: dict[str, Any]) -> int:

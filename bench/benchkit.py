@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pipeline.config import JobConfig, load_job  # noqa: E402
 from pipeline.emulator.seed import generate_logs  # noqa: E402
 from pipeline.window import Window  # noqa: E402
 
@@ -83,6 +84,20 @@ class Emulator:
         with urllib.request.urlopen(f"{self.admin_url}/stats") as answer:  # loopback only
             data: dict[str, Any] = json.loads(answer.read())
         return data
+
+
+def job_for(tmp: Path, emu: Emulator, budget: str, rest: str = "") -> JobConfig:
+    """A job file in `tmp` aimed at `emu` (its data dir and budget state in `tmp`), with the
+    `[budget]` lines `budget` and any further TOML `rest`, loaded with the emulator's edit token."""
+    path = tmp / "job.toml"
+    path.write_text(
+        f'name = "bench"\n[gateway]\naccount_id = "{emu.account_id}"\n'
+        f'gateway_id = "{emu.gateway_id}"\nbase_url = "{emu.base_url}"\n'
+        f'[store]\ndata_dir = "{tmp / "data"}"\n'
+        f'[budget]\n{budget}\nshared_state = "{tmp / "budget.sqlite"}"\n{rest}',
+        encoding="utf-8",
+    )
+    return load_job(path, env={"CLOUDFLARE_API_TOKEN": emu.edit_token})
 
 
 @contextmanager
